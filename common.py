@@ -1,0 +1,111 @@
+"""What producer.py, consumer.py and run.py share: stopping on a signal, and endpoints.
+
+Not a script: the three programs import it so that each of these things has one
+implementation. Read producer.py or consumer.py first; come here when they call in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+
+import zmq
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+# How long a blocked call waits before the loop looks at the stop flag again. A
+# blocking recv() or send() can't be interrupted by a Python signal handler that only
+# sets a flag (pyzmq retries the call after EINTR), so every wait is a poll with this
+# timeout. 100 ms keeps Ctrl-C prompt and costs nothing measurable.
+POLL_MS = 100
+
+# The longest delivery a consumer accepts. delivery_s comes from the network, and a
+# buggy or hostile producer must not be able to put a rider to sleep for a year.
+MAX_DELIVERY_S = 60.0
+
+
+class EndpointError(Exception):
+    """A bind or connect that failed: the message names the endpoint and the reason."""
+
+
+def install_stop_handlers() -> threading.Event:
+    """Turn SIGINT (Ctrl-C) and SIGTERM into a flag that the main loop checks.
+
+    Installed explicitly because a process started in the background by a
+    non-interactive shell inherits SIGINT as *ignored*, and Python then never raises
+    KeyboardInterrupt. A flag instead of an exception lets each loop finish the call
+    it is in and close its sockets properly.
+    """
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, on_signal)
+    # run.py blocks these signals while it starts its children, so that a Ctrl-C
+    # arriving before a child has installed its handlers waits instead of killing it
+    # half-imported with a traceback. Now that the handlers are in place, let them in.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    return stop
+
+
+def bind(socket: zmq.Socket, endpoint: str) -> str:
+    """Bind and return the real endpoint (port 0 means "any free port")."""
+    try:
+        socket.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise EndpointError(f"cannot bind {endpoint}: {exc.strerror}") from None
+    return socket.last_endpoint.decode()
+
+
+def connect(socket: zmq.Socket, endpoint: str) -> None:
+    # connect() succeeds even when nobody is listening yet: ZeroMQ connects in the
+    # background and retries until a peer binds. Only a malformed endpoint fails here.
+    try:
+        socket.connect(endpoint)
+    except zmq.ZMQError as exc:
+        raise EndpointError(f"cannot connect to {endpoint}: {exc.strerror}") from None
+
+
+def utc_now() -> str:
+    """The current time as ISO-8601 UTC, as the wire format wants it."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def say(line: str) -> None:
+    """Print one line with a single write, so that lines from many processes sharing
+    a terminal never interleave mid-line (print() writes the newline separately)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def error(message: str) -> None:
+    """One line on stderr: how every script reports what went wrong."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: 0, 1, 2, ... (a bad value becomes argparse's usage error)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be >= 1, got 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value

@@ -1,0 +1,268 @@
+"""The whole pipeline on one machine: producers, riders, and a results sink.
+
+run.py starts P producers and C consumers (riders) as processes, using the code of
+producer.py and consumer.py, and binds a results sink (PULL) that every rider PUSHes a
+completion record to: the fan-in half of the pipeline. When every order is accounted
+for it stops the riders (with SIGINT, as you would) and prints who delivered what.
+
+    python run.py                                # 1 producer, 10 riders, 50 orders
+    python run.py --producers 2 --orders 30      # fair queueing across producers
+    python run.py --speed 0 --orders 10000       # no simulated delivery time
+
+Sample report (README has a whole run):
+
+    rider     orders  busy s
+    rider-1        5    2.71  #####
+    ...
+    delivered exactly once: yes
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from itertools import islice
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+import zmq
+
+import consumer
+import producer
+from common import (
+    POLL_MS,
+    STOP_SIGNALS,
+    EndpointError,
+    bind,
+    error,
+    install_stop_handlers,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    say,
+)
+
+LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"  # port 0: the OS picks a free one
+JOIN_TIMEOUT_S = 1.5  # how long a stopped child may take before it is killed
+
+# forkserver, deliberately: "fork" would copy this process's ZeroMQ context and its
+# I/O threads into every child (contexts are not fork-safe), and "spawn" starts a
+# fresh interpreter per child, which costs about 0.5 s for 10 riders. A fork server
+# is a clean single-threaded process that forks riders in a few milliseconds each.
+START_METHOD = "forkserver"
+
+
+# --- the children: thin wrappers that run producer.py's and consumer.py's code ---
+
+
+def producer_process(endpoint_pipe: Connection, options: dict) -> None:
+    stop = install_stop_handlers()
+    try:
+        producer.produce(LOOPBACK_ANY_PORT, stop=stop, quiet=True, on_bound=endpoint_pipe.send, **options)
+    except EndpointError as exc:
+        error(f"{options['name']}: {exc}")
+        sys.exit(1)
+
+
+def consumer_process(options: dict) -> None:
+    consumer.consume(stop=install_stop_handlers(), **options)
+
+
+def start(processes: list[BaseProcess]) -> None:
+    # Hold SIGINT and SIGTERM back while the children are born. A child inherits the
+    # blocked mask and unblocks once its handlers are in (install_stop_handlers), so a
+    # Ctrl-C during start-up waits a moment instead of killing a half-imported child
+    # with a traceback. Signals for us are delivered when we unblock.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def stop_all(processes: list[BaseProcess]) -> None:
+    """Stop children the way a person would, with SIGINT; kill any that won't go."""
+    for process in processes:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGINT)
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            error(f"run.py: {process.name} did not stop in {JOIN_TIMEOUT_S} s, killing it")
+            process.kill()
+            process.join()
+
+
+# --- the run ---
+
+
+@dataclass
+class Plan:
+    """What the producers will send, known before they start: their orders are seeded."""
+
+    expected: dict[str, float] = field(default_factory=dict)  # order id -> delivery_s
+
+    def add(self, name: str, seed: int, orders: int, delivery: tuple[float, float]) -> None:
+        for order in islice(producer.make_orders(name, seed, delivery), orders):
+            self.expected[order["order_id"]] = order["delivery_s"]
+
+
+def start_producers(args: argparse.Namespace, plan: Plan, processes: list[BaseProcess]) -> list[str]:
+    """Start the producers and return the endpoints they bound (ports picked by the OS)."""
+    mp = multiprocessing.get_context(START_METHOD)
+    pipes = []
+    for index in range(1, args.producers + 1):
+        options = {
+            "name": f"p{index}",
+            "orders": args.orders,
+            "interval": 0.0,
+            "wait_consumers": args.consumers,  # the synchronised start: no slow joiners
+            "seed": args.seed + index,
+            "delivery": args.delivery,
+        }
+        plan.add(options["name"], options["seed"], args.orders, args.delivery)
+        receiver, sender = mp.Pipe(duplex=False)
+        processes.append(mp.Process(target=producer_process, args=(sender, options), name=options["name"]))
+        pipes.append(receiver)
+    start(processes)
+    endpoints = []
+    for receiver, process in zip(pipes, processes):
+        # A producer that fails to bind exits without sending; the pipe then reads EOF.
+        if not receiver.poll(10) or not _read_endpoint(receiver, endpoints):
+            raise EndpointError(f"{process.name} did not bind")
+    return endpoints
+
+
+def _read_endpoint(receiver: Connection, endpoints: list[str]) -> bool:
+    try:
+        endpoints.append(receiver.recv())
+        return True
+    except EOFError:
+        return False
+
+
+def start_consumers(args: argparse.Namespace, endpoints: list[str], sink: str, processes: list[BaseProcess]) -> list[str]:
+    mp = multiprocessing.get_context(START_METHOD)
+    names = [f"rider-{index}" for index in range(1, args.consumers + 1)]
+    riders = [
+        mp.Process(
+            target=consumer_process,
+            args=({"endpoints": endpoints, "name": name, "results": sink, "speed": args.speed},),
+            name=name,
+        )
+        for name in names
+    ]
+    start(riders)
+    processes.extend(riders)
+    return names
+
+
+def collect(sink: zmq.Socket, plan: Plan, producers: list[BaseProcess], stop: threading.Event) -> list[dict]:
+    """Read completion records until every planned order is accounted for."""
+    records: list[dict] = []
+    outstanding = set(plan.expected)
+    while outstanding and not stop.is_set():
+        if sink.poll(POLL_MS):
+            record = sink.recv_json()
+            records.append(record)
+            outstanding.discard(record["order_id"])
+        elif any(p.exitcode not in (None, 0) for p in producers):
+            error("run.py: a producer failed; stopping")
+            break
+    return records
+
+
+# --- the report ---
+
+
+def report(records: list[dict], plan: Plan, riders: list[str], producers: list[str], speed: float, wall_s: float) -> bool:
+    """Print the table and the summary; True if every order arrived exactly once."""
+    orders = Counter(r["consumer"] for r in records)
+    busy: dict[str, float] = defaultdict(float)
+    split: dict[str, Counter] = defaultdict(Counter)
+    for r in records:
+        busy[r["consumer"]] += r["delivery_s"] * speed
+        split[r["consumer"]][r["producer"]] += 1
+    by_producer = len(producers) > 1
+    header = f"{'rider':<10}{'orders':>7}{'busy s':>8}" + "".join(f"{p:>6}" for p in producers if by_producer)
+    say(header)
+    for name in riders:
+        split_cols = "".join(f"{split[name][p]:>6}" for p in producers if by_producer)
+        say(f"{name:<10}{orders[name]:>7}{busy[name]:>8.2f}{split_cols}  {'#' * orders[name]}")
+
+    delivered = Counter(r["order_id"] for r in records)
+    missing = sorted(set(plan.expected) - set(delivered))
+    duplicated = sorted(order_id for order_id, n in delivered.items() if n > 1)
+    exactly_once = not missing and not duplicated and set(delivered) == set(plan.expected)
+    counts = [orders[name] for name in riders]
+    work = sum(plan.expected.values()) * speed
+    makespan = max(busy.values(), default=0.0)
+    say("")
+    say(f"total orders: {len(plan.expected)} ({', '.join(producers)}), delivered {len(records)}")
+    say(f"delivered exactly once: {'yes' if exactly_once else 'no'}")
+    if missing:
+        say(f"  missing ({len(missing)}): {' '.join(missing)}")
+    if duplicated:
+        say(f"  duplicated ({len(duplicated)}): {' '.join(duplicated)}")
+    say(f"spread: max - min orders per rider = {max(counts) - min(counts)}")
+    if by_producer:
+        per_producer = [max(split[n][p] for n in riders) - min(split[n][p] for n in riders) for p in producers]
+        say(f"spread per producer: {', '.join(f'{p} {d}' for p, d in zip(producers, per_producer))}")
+    say(f"expected work: {work:.2f} s; ideal time (work / {len(riders)} riders): {work / len(riders):.2f} s")
+    say(f"wall time: {wall_s:.2f} s; busiest rider: {makespan:.2f} s; run.py overhead: {wall_s - makespan:.2f} s")
+    return exactly_once
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Run 1 producer and 10 riders and show how ZeroMQ spreads the orders.")
+    parser.add_argument("--consumers", type=positive_int, default=10, help="riders (default %(default)s)")
+    parser.add_argument("--producers", type=positive_int, default=1, help="producers (default %(default)s)")
+    parser.add_argument("--orders", type=non_negative_int, default=50, help="orders per producer (default %(default)s)")
+    parser.add_argument("--speed", type=non_negative_float, default=1.0, help="multiplies delivery times; 0 = no sleep")
+    parser.add_argument("--seed", type=int, default=1, help="seed for the orders (default %(default)s)")
+    parser.add_argument("--delivery", type=producer.delivery_range, default=(0.1, 1.0), metavar="MIN-MAX", help="delivery seconds (default 0.1-1.0)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    stop = install_stop_handlers()
+    plan = Plan()
+    producers: list[BaseProcess] = []
+    riders: list[BaseProcess] = []
+    ctx = zmq.Context()
+    sink = ctx.socket(zmq.PULL)
+    try:
+        sink_endpoint = bind(sink, LOOPBACK_ANY_PORT)
+        endpoints = start_producers(args, plan, producers)
+        names = start_consumers(args, endpoints, sink_endpoint, riders)
+        records = collect(sink, plan, producers, stop)
+    except EndpointError as exc:
+        error(f"run.py: {exc}")
+        return 1
+    finally:
+        # Riders first: they stop on SIGINT. Producers have finished (or are told to).
+        stop_all(riders + producers)
+        sink.close(linger=0)
+        ctx.term()
+    if stop.is_set():
+        error(f"run.py: interrupted, {len(records)} of {len(plan.expected)} orders delivered")
+        return 130
+    ok = report(records, plan, names, [p.name for p in producers], args.speed, time.monotonic() - started)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    multiprocessing.set_forkserver_preload(["__main__"])
+    sys.exit(main())
