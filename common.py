@@ -58,7 +58,7 @@ def bind(socket: zmq.Socket, endpoint: str) -> str:
     try:
         socket.bind(endpoint)
     except zmq.ZMQError as exc:
-        raise EndpointError(f"cannot bind {endpoint}: {exc.strerror}") from None
+        raise EndpointError(f"cannot bind {endpoint}: {zmq.strerror(exc.errno)}") from None
     return socket.last_endpoint.decode()
 
 
@@ -68,7 +68,7 @@ def connect(socket: zmq.Socket, endpoint: str) -> None:
     try:
         socket.connect(endpoint)
     except zmq.ZMQError as exc:
-        raise EndpointError(f"cannot connect to {endpoint}: {exc.strerror}") from None
+        raise EndpointError(f"cannot connect to {endpoint}: {zmq.strerror(exc.errno)}") from None
 
 
 def utc_now() -> str:

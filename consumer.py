@@ -38,8 +38,8 @@ from common import (
     connect,
     error,
     install_stop_handlers,
-    say,
     non_negative_float,
+    say,
     utc_now,
 )
 
@@ -206,10 +206,20 @@ def consume(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Pull delivery orders and deliver them (ZeroMQ PULL).")
-    parser.add_argument("--connect", action="append", metavar="ENDPOINT", help=f"producer endpoint, repeatable (default {DEFAULT_CONNECT})")
+    parser.add_argument(
+        "--connect",
+        action="append",
+        metavar="ENDPOINT",
+        help=f"producer endpoint, repeatable (default {DEFAULT_CONNECT})",
+    )
     parser.add_argument("--name", default="rider", help="rider name (default %(default)s)")
     parser.add_argument("--results", metavar="ENDPOINT", help="PUSH a completion record per delivered order here")
-    parser.add_argument("--speed", type=non_negative_float, default=1.0, help="multiplies delivery_s; 0 = no sleep (default %(default)s)")
+    parser.add_argument(
+        "--speed",
+        type=non_negative_float,
+        default=1.0,
+        help="multiplies delivery_s; 0 = no sleep (default %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no line per delivered order")
     return parser.parse_args(argv)
 

@@ -40,9 +40,9 @@ from common import (
     bind,
     error,
     install_stop_handlers,
-    say,
     non_negative_float,
     non_negative_int,
+    say,
     utc_now,
 )
 
@@ -195,7 +195,8 @@ def produce(
                 break
             sent += 1
             if not quiet:
-                say(f"{name}: sent {order['order_id']} {order['restaurant']} -> {order['address']} ({order['delivery_s']:.2f} s)")
+                route = f"{order['restaurant']} -> {order['address']}"
+                say(f"{name}: sent {order['order_id']} {route} ({order['delivery_s']:.2f} s)")
                 watch.drain()
             if interval and stop.wait(interval):
                 break
@@ -223,10 +224,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bind", default=DEFAULT_BIND, help="endpoint to bind (default %(default)s)")
     parser.add_argument("--name", default="p1", help="producer name, prefix of order ids (default %(default)s)")
     parser.add_argument("--orders", type=non_negative_int, default=0, help="orders to send, 0 = until stopped")
-    parser.add_argument("--interval", type=non_negative_float, default=0.5, help="seconds between orders (default %(default)s)")
-    parser.add_argument("--wait-consumers", type=non_negative_int, default=0, metavar="K", help="wait for K consumers before the first order")
+    parser.add_argument(
+        "--interval", type=non_negative_float, default=0.5, help="seconds between orders (default %(default)s)"
+    )
+    parser.add_argument(
+        "--wait-consumers",
+        type=non_negative_int,
+        default=0,
+        metavar="K",
+        help="wait for K consumers before the first order",
+    )
     parser.add_argument("--seed", type=int, help="seed for the orders and their delivery times")
-    parser.add_argument("--delivery", type=delivery_range, default=(0.2, 1.0), metavar="MIN-MAX", help="range of simulated delivery seconds (default 0.2-1.0)")
+    parser.add_argument(
+        "--delivery",
+        type=delivery_range,
+        default=(0.2, 1.0),
+        metavar="MIN-MAX",
+        help="range of simulated delivery seconds (default 0.2-1.0)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no line per order")
     return parser.parse_args(argv)
 
@@ -235,7 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop = install_stop_handlers()
     try:
-        produce(args.bind, args.name, args.orders, args.interval, args.wait_consumers, args.seed, args.delivery, stop, args.quiet)
+        produce(
+            args.bind,
+            args.name,
+            args.orders,
+            args.interval,
+            args.wait_consumers,
+            args.seed,
+            args.delivery,
+            stop,
+            args.quiet,
+        )
     except EndpointError as exc:
         error(f"{args.name}: {exc}")
         return 1

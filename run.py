@@ -106,6 +106,10 @@ def stop_all(processes: list[BaseProcess]) -> None:
 # --- the run ---
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM arrived while run.py was waiting."""
+
+
 @dataclass
 class Plan:
     """What the producers will send, known before they start: their orders are seeded."""
@@ -117,10 +121,12 @@ class Plan:
             self.expected[order["order_id"]] = order["delivery_s"]
 
 
-def start_producers(args: argparse.Namespace, plan: Plan, processes: list[BaseProcess]) -> list[str]:
+def start_producers(
+    args: argparse.Namespace, plan: Plan, processes: list[BaseProcess], stop: threading.Event
+) -> list[str]:
     """Start the producers and return the endpoints they bound (ports picked by the OS)."""
     mp = multiprocessing.get_context(START_METHOD)
-    pipes = []
+    pipes, senders, endpoints = [], [], []
     for index in range(1, args.producers + 1):
         options = {
             "name": f"p{index}",
@@ -134,24 +140,28 @@ def start_producers(args: argparse.Namespace, plan: Plan, processes: list[BasePr
         receiver, sender = mp.Pipe(duplex=False)
         processes.append(mp.Process(target=producer_process, args=(sender, options), name=options["name"]))
         pipes.append(receiver)
+        senders.append(sender)
     start(processes)
-    endpoints = []
-    for receiver, process in zip(pipes, processes):
-        # A producer that fails to bind exits without sending; the pipe then reads EOF.
-        if not receiver.poll(10) or not _read_endpoint(receiver, endpoints):
-            raise EndpointError(f"{process.name} did not bind")
+    for receiver, sender, process in zip(pipes, senders, processes, strict=True):
+        sender.close()  # our copy: the pipe reads EOF once the producer's copy is closed too
+        endpoints.append(wait_for_endpoint(receiver, process, stop))
     return endpoints
 
 
-def _read_endpoint(receiver: Connection, endpoints: list[str]) -> bool:
+def wait_for_endpoint(receiver: Connection, process: BaseProcess, stop: threading.Event) -> str:
+    """The endpoint a producer bound. One that fails to bind exits: its pipe reads EOF."""
+    while not receiver.poll(POLL_MS / 1000):
+        if stop.is_set():
+            raise Interrupted
     try:
-        endpoints.append(receiver.recv())
-        return True
+        return receiver.recv()
     except EOFError:
-        return False
+        raise EndpointError(f"{process.name} did not bind") from None
 
 
-def start_consumers(args: argparse.Namespace, endpoints: list[str], sink: str, processes: list[BaseProcess]) -> list[str]:
+def start_consumers(
+    args: argparse.Namespace, endpoints: list[str], sink: str, processes: list[BaseProcess]
+) -> list[str]:
     mp = multiprocessing.get_context(START_METHOD)
     names = [f"rider-{index}" for index in range(1, args.consumers + 1)]
     riders = [
@@ -185,7 +195,9 @@ def collect(sink: zmq.Socket, plan: Plan, producers: list[BaseProcess], stop: th
 # --- the report ---
 
 
-def report(records: list[dict], plan: Plan, riders: list[str], producers: list[str], speed: float, wall_s: float) -> bool:
+def report(
+    records: list[dict], plan: Plan, riders: list[str], producers: list[str], speed: float, wall_s: float
+) -> bool:
     """Print the table and the summary; True if every order arrived exactly once."""
     orders = Counter(r["consumer"] for r in records)
     busy: dict[str, float] = defaultdict(float)
@@ -217,7 +229,7 @@ def report(records: list[dict], plan: Plan, riders: list[str], producers: list[s
     say(f"spread: max - min orders per rider = {max(counts) - min(counts)}")
     if by_producer:
         per_producer = [max(split[n][p] for n in riders) - min(split[n][p] for n in riders) for p in producers]
-        say(f"spread per producer: {', '.join(f'{p} {d}' for p, d in zip(producers, per_producer))}")
+        say(f"spread per producer: {', '.join(f'{p} {d}' for p, d in zip(producers, per_producer, strict=True))}")
     say(f"expected work: {work:.2f} s; ideal time (work / {len(riders)} riders): {work / len(riders):.2f} s")
     say(f"wall time: {wall_s:.2f} s; busiest rider: {makespan:.2f} s; run.py overhead: {wall_s - makespan:.2f} s")
     return exactly_once
@@ -230,7 +242,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--orders", type=non_negative_int, default=50, help="orders per producer (default %(default)s)")
     parser.add_argument("--speed", type=non_negative_float, default=1.0, help="multiplies delivery times; 0 = no sleep")
     parser.add_argument("--seed", type=int, default=1, help="seed for the orders (default %(default)s)")
-    parser.add_argument("--delivery", type=producer.delivery_range, default=(0.1, 1.0), metavar="MIN-MAX", help="delivery seconds (default 0.1-1.0)")
+    parser.add_argument(
+        "--delivery",
+        type=producer.delivery_range,
+        default=(0.1, 1.0),
+        metavar="MIN-MAX",
+        help="delivery seconds (default 0.1-1.0)",
+    )
     return parser.parse_args(argv)
 
 
@@ -243,14 +261,17 @@ def main(argv: list[str] | None = None) -> int:
     riders: list[BaseProcess] = []
     ctx = zmq.Context()
     sink = ctx.socket(zmq.PULL)
+    records: list[dict] = []
     try:
         sink_endpoint = bind(sink, LOOPBACK_ANY_PORT)
-        endpoints = start_producers(args, plan, producers)
+        endpoints = start_producers(args, plan, producers, stop)
         names = start_consumers(args, endpoints, sink_endpoint, riders)
         records = collect(sink, plan, producers, stop)
     except EndpointError as exc:
         error(f"run.py: {exc}")
         return 1
+    except Interrupted:
+        pass  # reported below, once every child is gone
     finally:
         # Riders first: they stop on SIGINT. Producers have finished (or are told to).
         stop_all(riders + producers)

@@ -1,0 +1,187 @@
+"""producer.py and consumer.py run as a person would run them, each in its own process."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+
+import pytest
+import zmq
+from conftest import LOOPBACK_ANY_PORT, Sink, bound_endpoint, wait_until
+
+from common import utc_now
+from producer import make_orders
+
+
+def start_producer(scripts, *args: str, **kwargs):
+    producer = scripts("producer.py", "--bind", LOOPBACK_ANY_PORT, "--seed", "1", *args, **kwargs)
+    return producer, bound_endpoint(producer)
+
+
+def start_consumer(scripts, name: str, endpoints: list[str], sink: Sink | None = None, *args: str, **kwargs):
+    connects = [arg for endpoint in endpoints for arg in ("--connect", endpoint)]
+    results = ["--results", sink.endpoint] if sink else []
+    return scripts("consumer.py", "--name", name, "--speed", "0", *connects, *results, *args, **kwargs)
+
+
+def test_every_order_is_delivered_exactly_once_and_spread_evenly(scripts, sink: Sink) -> None:
+    producer, endpoint = start_producer(scripts, "--orders", "60", "--interval", "0", "--wait-consumers", "3")
+    for n in range(1, 4):
+        start_consumer(scripts, f"rider-{n}", [endpoint], sink)
+    assert producer.wait() == 0
+    records = sink.collect(60)
+    assert sorted(r["order_id"] for r in records) == [f"p1-{seq:06d}" for seq in range(1, 61)]
+    # --wait-consumers made every rider connect before the first order: 20 each.
+    assert Counter(r["consumer"] for r in records) == {"rider-1": 20, "rider-2": 20, "rider-3": 20}
+    assert producer.stdout[-1] == "p1: sent 60 orders"
+
+
+def test_a_consumer_connected_to_two_producers_receives_from_both(scripts, sink: Sink) -> None:
+    first, endpoint1 = start_producer(
+        scripts, "--name", "p1", "--orders", "10", "--interval", "0", "--wait-consumers", "1"
+    )
+    second, endpoint2 = start_producer(
+        scripts, "--name", "p2", "--orders", "10", "--interval", "0", "--wait-consumers", "1"
+    )
+    rider = start_consumer(scripts, "rider-1", [endpoint1, endpoint2], sink)
+    records = sink.collect(20)
+    assert Counter(r["producer"] for r in records) == {"p1": 10, "p2": 10}
+    assert first.wait() == 0 and second.wait() == 0
+    rider.wait_for_line(r"delivered p1-000010 from p1")
+    rider.wait_for_line(r"delivered p2-000010 from p2")
+
+
+def test_a_consumer_started_later_joins_the_round_robin(scripts, sink: Sink) -> None:
+    producer, endpoint = start_producer(scripts, "--interval", "0.02", "--quiet")
+    start_consumer(scripts, "early", [endpoint], sink)
+    sink.collect(5)
+    start_consumer(scripts, "late", [endpoint], sink)
+    wait_until(
+        lambda: sink.collect(0) and any(r["consumer"] == "late" for r in sink.records), what="late rider's order"
+    )
+    # From then on the two alternate: of the next 10 orders each gets about half.
+    count = len(sink.records)
+    later = Counter(r["consumer"] for r in sink.collect(count + 10)[count : count + 10])
+    assert later["early"] >= 4 and later["late"] >= 4, later
+    producer.signal(signal.SIGINT)
+    assert producer.wait() == 0
+
+
+def test_a_producer_with_no_consumer_waits_then_sends_when_one_connects(scripts, sink: Sink) -> None:
+    producer, endpoint = start_producer(scripts, "--orders", "3", "--interval", "0")
+    # PUSH with no peer blocks in send: nothing is sent, nothing is lost.
+    with pytest.raises(pytest.fail.Exception):
+        producer.wait_for_line(r"sent p1-000001", timeout=0.5)
+    start_consumer(scripts, "rider-1", [endpoint], sink)
+    assert [r["order_id"] for r in sink.collect(3)] == ["p1-000001", "p1-000002", "p1-000003"]
+    assert producer.wait() == 0
+
+
+def good_order(seq: int) -> bytes:
+    order = next(make_orders("test", seq, (0, 0)))
+    order["order_id"] = f"test-{seq:06d}"
+    order["created_at"] = utc_now()
+    return zmq.utils.jsonapi.dumps(order)
+
+
+BAD_MESSAGES = [
+    ([b"\xff\xfe"], "not UTF-8"),
+    ([b"{oops"], "not JSON"),
+    ([b"[]"], "not a JSON object"),
+    ([b'{"order_id": "x"}'], "'producer' missing"),
+    ([good_order(1).replace(b'"delivery_s": 0.0', b'"delivery_s": -5')], "'delivery_s'"),
+    ([good_order(2), good_order(3)], "2 frames, expected 1"),
+]
+
+
+def test_bad_messages_are_rejected_and_the_consumer_keeps_going(scripts, ctx: zmq.Context, sink: Sink) -> None:
+    push = ctx.socket(zmq.PUSH)
+    push.bind(LOOPBACK_ANY_PORT)
+    rider = start_consumer(scripts, "rider-1", [push.last_endpoint.decode()], sink)
+    for n, (frames, reason) in enumerate(BAD_MESSAGES):
+        push.send_multipart(frames)
+        line = rider.wait_for_line(r"rejected message: .*" + reason.replace("(", r"\("), stream="stderr")
+        assert line.string.startswith("rider-1: rejected message: ")
+        push.send(good_order(100 + n))
+        assert sink.collect(n + 1)[-1]["order_id"] == f"test-{100 + n:06d}"
+    assert len(rider.stderr) == len(BAD_MESSAGES)  # exactly one line per bad message
+    rider.signal(signal.SIGINT)
+    assert rider.wait() == 0
+    assert rider.stdout[-1] == f"rider-1: stopped, delivered {len(BAD_MESSAGES)} orders"
+
+
+@pytest.mark.parametrize("ignore_sigint", [False, True], ids=["sigint", "sigint-inherited-as-ignored"])
+def test_ctrl_c_stops_an_idle_consumer_at_once(scripts, ignore_sigint: bool) -> None:
+    # Connected to a port nobody listens on: a plain recv() would block forever here.
+    rider = start_consumer(scripts, "rider-1", ["tcp://127.0.0.1:9"], ignore_sigint=ignore_sigint)
+    rider.wait_for_line("connected to")
+    rider.signal(signal.SIGINT)
+    assert rider.wait(timeout=2) == 0
+    assert rider.stdout[-1] == "rider-1: stopped, delivered 0 orders"
+    assert "Traceback" not in rider.output
+
+
+def test_sigterm_stops_a_consumer_mid_delivery(scripts) -> None:
+    producer, endpoint = start_producer(scripts, "--orders", "1", "--delivery", "30-30")
+    rider = start_consumer(scripts, "rider-1", [endpoint], None, "--speed", "1")
+    assert producer.wait() == 0  # the order has been handed over; the rider is on a 30 s ride
+    rider.signal(signal.SIGTERM)
+    assert rider.wait(timeout=2) == 0
+    assert "stopped while delivering p1-000001: not delivered" in rider.output
+    assert "Traceback" not in rider.output
+
+
+@pytest.mark.parametrize("phase", ["waiting for consumers", "blocked in send", "between orders"])
+def test_ctrl_c_stops_the_producer_at_once(scripts, phase: str) -> None:
+    args = {
+        "waiting for consumers": ["--wait-consumers", "1"],
+        "blocked in send": [],
+        "between orders": ["--interval", "60"],
+    }[phase]
+    producer, endpoint = start_producer(scripts, *args, ignore_sigint=True)
+    if phase == "between orders":
+        start_consumer(scripts, "rider-1", [endpoint])
+        producer.wait_for_line("sent p1-000001")
+    producer.signal(signal.SIGINT)
+    assert producer.wait(timeout=2) == 0
+    assert "Traceback" not in producer.output
+
+
+def test_a_port_in_use_is_one_clear_line_and_a_failure(scripts) -> None:
+    first, endpoint = start_producer(scripts)
+    second = scripts("producer.py", "--bind", endpoint)
+    assert second.wait() == 1
+    assert second.stderr == [f"p1: cannot bind {endpoint}: Address already in use"]
+    first.signal(signal.SIGINT)
+    assert first.wait() == 0
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "message"),
+    [
+        ("producer.py", ["--bind", "nonsense"], "p1: cannot bind nonsense: Invalid argument"),
+        ("consumer.py", ["--connect", "tcp://"], "rider: cannot connect to tcp://: Invalid argument"),
+    ],
+)
+def test_a_malformed_endpoint_is_one_clear_line_and_a_failure(scripts, script, args, message) -> None:
+    process = scripts(script, *args)
+    assert process.wait() == 1
+    assert process.stderr == [message]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["producer.py", "--orders", "-1"],
+        ["producer.py", "--interval", "nan"],
+        ["producer.py", "--delivery", "2-1"],
+        ["consumer.py", "--speed", "-1"],
+        ["run.py", "--consumers", "0"],
+        ["run.py", "--orders", "many"],
+    ],
+)
+def test_bad_option_values_get_a_usage_error(scripts, args: list[str]) -> None:
+    process = scripts(*args)
+    assert process.wait() == 2
+    assert process.stderr[0].startswith("usage:")
+    assert "Traceback" not in process.output
