@@ -200,7 +200,7 @@ def produce(
                 watch.drain()
             if interval and stop.wait(interval):
                 break
-        say(f"{name}: sent {sent} orders")
+        say(f"{name}: {'stopped, ' if stop.is_set() else ''}sent {sent} orders")
         return sent
     finally:
         watch.close(push)

@@ -51,6 +51,7 @@ from common import (
 
 LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"  # port 0: the OS picks a free one
 JOIN_TIMEOUT_S = 1.5  # how long a stopped child may take before it is killed
+BAR_WIDTH = 30  # characters in the busiest rider's bar in the report
 
 # forkserver, deliberately: "fork" would copy this process's ZeroMQ context and its
 # I/O threads into every child (contexts are not fork-safe), and "spawn" starts a
@@ -206,11 +207,13 @@ def report(
         busy[r["consumer"]] += r["delivery_s"] * speed
         split[r["consumer"]][r["producer"]] += 1
     by_producer = len(producers) > 1
+    # The bar shows busy time, not orders: equal counts can still be unequal work.
+    scale = BAR_WIDTH / max(max(busy.values(), default=0.0), 1e-9)
     header = f"{'rider':<10}{'orders':>7}{'busy s':>8}" + "".join(f"{p:>6}" for p in producers if by_producer)
     say(header)
     for name in riders:
         split_cols = "".join(f"{split[name][p]:>6}" for p in producers if by_producer)
-        say(f"{name:<10}{orders[name]:>7}{busy[name]:>8.2f}{split_cols}  {'#' * orders[name]}")
+        say(f"{name:<10}{orders[name]:>7}{busy[name]:>8.2f}{split_cols}  {'#' * round(busy[name] * scale)}")
 
     delivered = Counter(r["order_id"] for r in records)
     missing = sorted(set(plan.expected) - set(delivered))
