@@ -1,0 +1,130 @@
+"""Faults the scripts survive, and what the pipeline loses when a peer dies.
+
+Each test runs the real scripts in their own processes and breaks something the way
+it breaks in life: a process killed with SIGKILL, a peer that is not there yet, a
+signal at a random moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+import signal
+import socket
+import subprocess
+
+import pytest
+from conftest import Sink, group_members, wait_until
+from test_run import assert_no_process_left, report_rows
+from test_scripts import start_consumer, start_producer
+
+
+def free_tcp_endpoint() -> str:
+    """An endpoint nobody listens on yet (the OS picks the port; we let it go again)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_a_consumer_started_before_the_producer_waits_then_delivers(scripts, sink: Sink) -> None:
+    endpoint = free_tcp_endpoint()
+    rider = start_consumer(scripts, "rider-1", [endpoint], sink)
+    rider.wait_for_line("connected to")  # connect() succeeded with nobody there
+    producer = scripts("producer.py", "--bind", endpoint, "--orders", "5", "--interval", "0")
+    assert [r["order_id"] for r in sink.collect(5)] == [f"p1-{n:06d}" for n in range(1, 6)]
+    assert producer.wait() == 0
+    assert rider.stderr == []  # it waited quietly
+
+
+def test_consumers_carry_on_when_the_producer_is_killed_and_restarted(scripts, sink: Sink) -> None:
+    first, endpoint = start_producer(scripts, "--name", "p1", "--interval", "0.01", "--quiet")
+    riders = [start_consumer(scripts, f"rider-{n}", [endpoint], sink) for n in (1, 2)]
+    wait_until(lambda: len(sink.collect(0)) >= 10, what="orders from the first producer")
+    first.signal(signal.SIGKILL)
+    first.wait()
+    # Both riders reconnect by themselves (every 100 ms); --wait-consumers keeps the
+    # first one back from taking the whole burst.
+    second = scripts(
+        "producer.py", "--bind", endpoint, "--name", "p2", "--orders", "20", "--interval", "0", "--wait-consumers", "2"
+    )
+    assert second.wait(timeout=20) == 0
+    from_p2 = wait_until(
+        lambda: len(records := [r for r in sink.collect(0) if r["producer"] == "p2"]) >= 20 and records,
+        what="the restarted producer's 20 orders",
+    )
+    assert sorted(r["order_id"] for r in from_p2) == [f"p2-{n:06d}" for n in range(1, 21)]
+    assert {r["consumer"] for r in from_p2} == {"rider-1", "rider-2"}
+    assert all(rider.proc.poll() is None for rider in riders)
+
+
+def test_a_killed_consumer_loses_its_queue_and_the_others_get_everything_after(scripts, sink: Sink) -> None:
+    producer, endpoint = start_producer(scripts, "--interval", "0.01", "--wait-consumers", "3")
+    riders = {n: start_consumer(scripts, f"rider-{n}", [endpoint], sink) for n in (1, 2, 3)}
+    wait_until(lambda: len(sink.collect(0)) >= 15, what="the first orders")
+    riders[3].signal(signal.SIGKILL)
+    riders[3].wait()
+    producer.wait_for_line("a connection closed")  # the producer noticed the death
+    closed_at = next(i for i, line in enumerate(producer.stdout) if "a connection closed" in line)
+    producer.wait_for_line(r"sent p1-\d+", timeout=5)
+    wait_until(lambda: len(producer.stdout) > closed_at + 30, what="30 more orders after the death")
+    producer.signal(signal.SIGINT)
+    assert producer.wait() == 0
+    sent_after = [m.group(1) for line in producer.stdout[closed_at:] if (m := re.search(r"sent (p1-\d+)", line))]
+    assert len(sent_after) >= 30
+    delivered = wait_until(
+        lambda: (ids := {r["order_id"] for r in sink.collect(0)}) >= set(sent_after) and ids,
+        what="every order sent after the death",
+    )
+    assert {r["consumer"] for r in sink.records if r["order_id"] in sent_after} == {"rider-1", "rider-2"}
+    assert len(sink.records) == len(delivered)  # and none twice
+
+
+def test_run_py_crash_consumer_reports_the_lost_orders(scripts) -> None:
+    run = scripts("run.py", "--crash-consumer", "--consumers", "4", "--orders", "40", "--speed", "0.05")
+    assert run.wait(timeout=30) == 0, run.output
+    lost_line = next(line for line in run.stdout if line.startswith("lost with rider-1"))
+    lost = lost_line.split(": ", 1)[1].split()
+    rows = report_rows(run)
+    assert sum(orders for orders, *_ in rows.values()) + len(lost) == 40
+    assert rows["rider-1"][0] + len(lost) == 10  # its round-robin share: delivered or lost
+    assert "every other order delivered exactly once: yes" in run.stdout
+    assert any(line.rstrip().endswith("(killed)") and line.startswith("rider-1") for line in run.stdout)
+    assert_no_process_left(run)
+
+
+def test_ten_thousand_orders_through_ten_riders_exactly_once(scripts) -> None:
+    run = scripts("run.py", "--orders", "10000", "--speed", "0")
+    assert run.wait(timeout=60) == 0, run.output[-2000:]
+    assert "delivered exactly once: yes" in run.stdout
+    assert sum(orders for orders, *_ in report_rows(run).values()) == 10000
+
+
+def test_a_producer_that_exits_right_after_its_last_send_loses_nothing(scripts, sink: Sink) -> None:
+    producer, endpoint = start_producer(
+        scripts, "--orders", "10000", "--interval", "0", "--wait-consumers", "3", "--quiet"
+    )
+    for n in (1, 2, 3):
+        start_consumer(scripts, f"rider-{n}", [endpoint], sink, "--quiet")
+    assert producer.wait(timeout=30) == 0  # exits as soon as its linger has flushed the queue
+    ids = [r["order_id"] for r in sink.collect(10000, timeout=30)]
+    assert sorted(ids) == [f"p1-{n:06d}" for n in range(1, 10001)]
+
+
+SIGNAL_TRIALS = [
+    (random.Random(trial).choice([signal.SIGINT, signal.SIGTERM]), round(random.Random(trial).uniform(0, 1.5), 2))
+    for trial in range(20)
+]
+
+
+@pytest.mark.parametrize(("signum", "delay"), SIGNAL_TRIALS, ids=[f"{s.name}-at-{d}s" for s, d in SIGNAL_TRIALS])
+def test_a_signal_at_any_moment_ends_run_py_cleanly(scripts, signum: int, delay: float) -> None:
+    """Start-up, mid-run and the report: 20 seeded moments between 0 and 1.5 s."""
+    run = scripts("run.py", "--consumers", "4", "--orders", "16", "--speed", "0.2")
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        run.wait(timeout=delay)  # the chosen moment (unless run.py has finished already)
+    run.signal(signum)
+    code = run.wait(timeout=3)
+    assert code in (0, 130), run.output  # 0 only if it had already finished
+    assert "Traceback" not in run.output
+    wait_until(lambda: not group_members(run.pid), timeout=3, what="no process left")
