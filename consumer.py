@@ -105,9 +105,11 @@ def is_item(item: object) -> bool:
     return (
         isinstance(item, dict)
         and isinstance(item.get("name"), str)
-        and isinstance(item.get("qty"), int)
-        and not isinstance(item.get("qty"), bool)
-        and is_number(item.get("price"))
+        and isinstance(qty := item.get("qty"), int)
+        and not isinstance(qty, bool)
+        and qty >= 1
+        and is_number(price := item.get("price"))
+        and price >= 0
     )
 
 
