@@ -13,6 +13,7 @@ import threading
 from datetime import datetime, timezone
 
 import zmq
+import zmq.auth
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
@@ -27,8 +28,8 @@ POLL_MS = 100
 MAX_DELIVERY_S = 60.0
 
 
-class EndpointError(Exception):
-    """A bind or connect that failed: the message names the endpoint and the reason."""
+class SetupError(Exception):
+    """A bind, connect or key file that failed: the message names it and the reason."""
 
 
 def install_stop_handlers() -> threading.Event:
@@ -58,7 +59,7 @@ def bind(socket: zmq.Socket, endpoint: str) -> str:
     try:
         socket.bind(endpoint)
     except zmq.ZMQError as exc:
-        raise EndpointError(f"cannot bind {endpoint}: {zmq.strerror(exc.errno)}") from None
+        raise SetupError(f"cannot bind {endpoint}: {zmq.strerror(exc.errno)}") from None
     return socket.last_endpoint.decode()
 
 
@@ -68,7 +69,30 @@ def connect(socket: zmq.Socket, endpoint: str) -> None:
     try:
         socket.connect(endpoint)
     except zmq.ZMQError as exc:
-        raise EndpointError(f"cannot connect to {endpoint}: {zmq.strerror(exc.errno)}") from None
+        raise SetupError(f"cannot connect to {endpoint}: {zmq.strerror(exc.errno)}") from None
+
+
+def load_keys(path: str, need_secret: bool = False) -> tuple[bytes, bytes | None]:
+    """(public key, secret key) from a certificate made by zmq.auth.create_certificates:
+    NAME.key holds the public key only, NAME.key_secret both."""
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise SetupError(f"cannot read the key file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if need_secret and not secret:
+        raise SetupError(f"{path} holds no secret key: pass the NAME.key_secret file")
+    return public, secret
+
+
+def handshake_failure(event: int, value: int) -> str:
+    """A failed handshake as the socket monitor reports it, in words."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return f"CURVE key not authorised (ZAP status {value})"
+    if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        return "security mismatch: CURVE on one side only"
+    if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+        return "CURVE handshake failed: wrong server key on the consumer?"
+    return "handshake failed (with CURVE: wrong server key on the consumer?)"
 
 
 def utc_now() -> str:

@@ -22,6 +22,7 @@ stderr, and the rider carries on with the next one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -30,14 +31,17 @@ import time
 from datetime import datetime
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from common import (
     MAX_DELIVERY_S,
     POLL_MS,
-    EndpointError,
+    SetupError,
     connect,
     error,
+    handshake_failure,
     install_stop_handlers,
+    load_keys,
     non_negative_float,
     say,
     utc_now,
@@ -139,14 +143,110 @@ def report(sink: zmq.Socket, record: dict, name: str) -> None:
         error(f"{name}: results sink not taking records: dropped the one for {record['order_id']}")
 
 
-def receive(pull: zmq.Socket, stop: threading.Event) -> list[bytes] | None:
+class Links:
+    """Watches this rider's connections to its producers through the socket monitor.
+
+    ZeroMQ reconnects by itself after a network error (a producer restarting, say),
+    but not after a protocol error: a message over MAX_ORDER_BYTES, a refused CURVE
+    key, CURVE on one side only. Then it gives up on that producer for good and tells
+    the application nothing. The monitor tells us; we say why, and dial again.
+    """
+
+    EVENTS = (
+        zmq.EVENT_HANDSHAKE_SUCCEEDED
+        | zmq.EVENT_DISCONNECTED
+        | zmq.EVENT_CONNECT_RETRIED
+        | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    )
+    GIVE_UP_S = 0.5  # after a disconnect, ZeroMQ's own retry shows up well within this
+    REDIAL_S = 2.0  # how often to try again a producer that refused our handshake
+
+    def __init__(self, pull: zmq.Socket, name: str) -> None:
+        self.pull = pull
+        self.name = name
+        self.monitor = pull.get_monitor_socket(self.EVENTS)  # before connect(): see every event
+        self.poller = zmq.Poller()
+        self.poller.register(pull, zmq.POLLIN)
+        self.poller.register(self.monitor, zmq.POLLIN)
+        self.redial: dict[str, tuple[float, str]] = {}  # endpoint -> (when, why)
+        self.troubled: set[str] = set()  # endpoints whose handshake failure we reported
+        self.next_service = 0.0
+
+    def wait(self, timeout_ms: int) -> None:
+        """Wait for a message or a connection event, then deal with the events."""
+        self.poller.poll(timeout_ms)
+        self.service()
+
+    def service_if_due(self) -> None:
+        """For a busy rider, which never waits: look at the events every POLL_MS."""
+        if time.monotonic() >= self.next_service:
+            self.service()
+
+    def service(self) -> None:
+        self.next_service = time.monotonic() + POLL_MS / 1000
+        while self.monitor.poll(0):
+            message = recv_monitor_message(self.monitor)
+            self.on_event(message["event"], int(message["value"]), message["endpoint"].decode())
+        for endpoint, (when, why) in list(self.redial.items()):
+            if time.monotonic() >= when:
+                del self.redial[endpoint]
+                if why:
+                    error(f"{self.name}: {why}")
+                with contextlib.suppress(zmq.ZMQError):  # ENOENT: nothing left to disconnect
+                    self.pull.disconnect(endpoint)
+                self.pull.connect(endpoint)
+
+    def on_event(self, event: int, value: int, endpoint: str) -> None:
+        now = time.monotonic()
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.redial.pop(endpoint, None)
+            if endpoint in self.troubled:
+                self.troubled.discard(endpoint)
+                say(f"{self.name}: connected to {endpoint}")
+        elif event == zmq.EVENT_CONNECT_RETRIED:
+            self.redial.pop(endpoint, None)  # ZeroMQ is retrying: a network error
+        elif event == zmq.EVENT_DISCONNECTED:
+            # Unless a CONNECT_RETRIED follows, ZeroMQ has given up: a protocol error.
+            # After a good handshake that means a message it refused to take.
+            why = (
+                f"rejected message: over the {MAX_ORDER_BYTES}-byte limit (or malformed), so ZeroMQ "
+                f"dropped the connection to {endpoint}; reconnecting"
+            )
+            self.redial.setdefault(endpoint, (now + self.GIVE_UP_S, why))
+        else:
+            if endpoint not in self.troubled:  # one line per producer, not one per retry
+                self.troubled.add(endpoint)
+                error(f"{self.name}: {endpoint} refused us: {handshake_failure(event, value)}")
+            if event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # ZeroMQ retries that one itself
+                self.redial[endpoint] = (now + self.REDIAL_S, "")
+
+    def close(self) -> None:
+        self.pull.disable_monitor()
+        self.monitor.close(linger=0)
+
+
+def curve_client(pull: zmq.Socket, secret_file: str, server_public_file: str) -> None:
+    """Encrypt and authenticate with CURVE: our own key pair, and the producer's public
+    key, which proves we talk to the real producer. Must run before connect()."""
+    public, secret = load_keys(secret_file, need_secret=True)
+    pull.curve_publickey = public
+    pull.curve_secretkey = secret
+    pull.curve_serverkey = load_keys(server_public_file)[0]
+
+
+def receive(pull: zmq.Socket, links: Links, stop: threading.Event) -> list[bytes] | None:
     """The next message, or None once stopped. Never blocks for more than POLL_MS, so
     Ctrl-C is noticed even while no order comes (a plain recv() would hang there)."""
     while not stop.is_set():
         try:
-            return pull.recv_multipart(zmq.NOBLOCK)
+            frames = pull.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
-            pull.poll(POLL_MS)
+            links.wait(POLL_MS)
+            continue
+        links.service_if_due()
+        return frames
     return None
 
 
@@ -157,8 +257,10 @@ def consume(
     speed: float = 1.0,
     stop: threading.Event | None = None,
     quiet: bool = False,
+    curve: tuple[str, str] | None = None,
 ) -> int:
-    """Pull and deliver orders until stopped; return how many were delivered."""
+    """Pull and deliver orders until stopped; return how many were delivered.
+    curve: (our NAME.key_secret file, the producer's public NAME.key file)."""
     stop = stop or threading.Event()
     endpoints = endpoints or [DEFAULT_CONNECT]
     # One context per process, made here, after any fork or spawn.
@@ -166,15 +268,18 @@ def consume(
     pull = ctx.socket(zmq.PULL)
     pull.maxmsgsize = MAX_ORDER_BYTES
     sink = ctx.socket(zmq.PUSH) if results else None
+    links = Links(pull, name)
     delivered = 0
     try:
+        if curve:
+            curve_client(pull, *curve)
         # One PULL socket, many connects: ZeroMQ fair-queues between the producers.
         for endpoint in endpoints:
             connect(pull, endpoint)
         if sink:
             connect(sink, results)
         say(f"{name}: connected to {', '.join(endpoints)}")
-        while (frames := receive(pull, stop)) is not None:
+        while (frames := receive(pull, links, stop)) is not None:
             received_at = utc_now()
             try:
                 if len(frames) != 1:
@@ -200,6 +305,7 @@ def consume(
     finally:
         # Orders still queued in this PULL socket are lost when we go: that is the
         # transient nature of the pipeline. Completion records get a bounded linger.
+        links.close()
         pull.close(linger=0)
         if sink:
             sink.close(linger=1000)
@@ -223,15 +329,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="multiplies delivery_s; 0 = no sleep (default %(default)s)",
     )
     parser.add_argument("--quiet", action="store_true", help="no line per delivered order")
-    return parser.parse_args(argv)
+    parser.add_argument("--curve-secret", metavar="FILE", help="CURVE: this rider's NAME.key_secret file")
+    parser.add_argument("--curve-server", metavar="FILE", help="CURVE: the producer's public NAME.key file")
+    args = parser.parse_args(argv)
+    if bool(args.curve_secret) != bool(args.curve_server):
+        parser.error("--curve-secret and --curve-server go together")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop = install_stop_handlers()
     try:
-        consume(args.connect, args.name, args.results, args.speed, stop, args.quiet)
-    except EndpointError as exc:
+        curve = (args.curve_secret, args.curve_server) if args.curve_secret else None
+        consume(args.connect, args.name, args.results, args.speed, stop, args.quiet, curve)
+    except SetupError as exc:
         error(f"{args.name}: {exc}")
         return 1
     return 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import threading
@@ -31,15 +32,18 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
 from common import (
     MAX_DELIVERY_S,
     POLL_MS,
-    EndpointError,
+    SetupError,
     bind,
     error,
+    handshake_failure,
     install_stop_handlers,
+    load_keys,
     non_negative_float,
     non_negative_int,
     say,
@@ -119,7 +123,8 @@ class ConsumerWatch:
     def drain(self) -> None:
         """Read every pending monitor event (without blocking) and report it."""
         while self.monitor.poll(0):
-            event = recv_monitor_message(self.monitor)["event"]
+            message = recv_monitor_message(self.monitor)
+            event, value = message["event"], int(message["value"])
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.handshakes += 1
                 if not self.quiet:
@@ -127,12 +132,29 @@ class ConsumerWatch:
             elif event == zmq.EVENT_DISCONNECTED:
                 if not self.quiet:
                     say(f"{self.name}: a connection closed")
-            else:
-                say(f"{self.name}: rejected a connection: {zmq.Event(event).name}")
+            else:  # a failed handshake: that peer gets no orders
+                error(f"{self.name}: refused a connection: {handshake_failure(event, value)}")
 
     def close(self, push: zmq.Socket) -> None:
         push.disable_monitor()
         self.monitor.close(linger=0)
+
+
+def curve_server(ctx: zmq.Context, push: zmq.Socket, secret_file: str, allow_dir: str) -> ThreadAuthenticator:
+    """Ironhouse: encrypt every connection, and accept only consumers whose public key
+    file (NAME.key) is in allow_dir. Must run before bind()."""
+    public, secret = load_keys(secret_file, need_secret=True)
+    if not os.path.isdir(allow_dir):
+        raise SetupError(f"--curve-allow {allow_dir} is not a directory")
+    # The authenticator answers libzmq's ZAP requests from a thread of this process.
+    # It reads allow_dir now: restart the producer after adding a rider's key.
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    auth.configure_curve(domain="*", location=allow_dir)
+    push.curve_secretkey = secret
+    push.curve_publickey = public
+    push.curve_server = True
+    return auth
 
 
 def wait_for_consumers(push: zmq.Socket, watch: ConsumerWatch, wanted: int, stop: threading.Event) -> bool:
@@ -173,16 +195,21 @@ def produce(
     stop: threading.Event | None = None,
     quiet: bool = False,
     on_bound: Callable[[str], None] | None = None,
+    curve: tuple[str, str] | None = None,
 ) -> int:
-    """Bind, send `orders` orders (0: until stopped) and return how many were sent."""
+    """Bind, send `orders` orders (0: until stopped) and return how many were sent.
+    curve: (secret key file, directory of allowed consumers' public keys)."""
     stop = stop or threading.Event()
     # One context per process, made here, after any fork or spawn: contexts and
     # sockets must never cross a process boundary.
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     watch = ConsumerWatch(push, name, quiet)
+    auth = None
     sent = 0
     try:
+        if curve:
+            auth = curve_server(ctx, push, *curve)
         bound = bind(push, endpoint)
         if on_bound:
             on_bound(bound)
@@ -205,6 +232,8 @@ def produce(
     finally:
         watch.close(push)
         push.close(linger=STOPPED_LINGER_MS if stop.is_set() else LINGER_MS)
+        if auth:
+            auth.stop()  # before term(): a running authenticator makes term() hang
         ctx.term()
 
 
@@ -243,7 +272,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="range of simulated delivery seconds (default 0.2-1.0)",
     )
     parser.add_argument("--quiet", action="store_true", help="no line per order")
-    return parser.parse_args(argv)
+    parser.add_argument("--curve-secret", metavar="FILE", help="CURVE: this producer's NAME.key_secret file")
+    parser.add_argument("--curve-allow", metavar="DIR", help="CURVE: accept only consumers whose NAME.key is in DIR")
+    args = parser.parse_args(argv)
+    if bool(args.curve_secret) != bool(args.curve_allow):
+        parser.error("--curve-secret and --curve-allow go together")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
             args.delivery,
             stop,
             args.quiet,
+            curve=(args.curve_secret, args.curve_allow) if args.curve_secret else None,
         )
-    except EndpointError as exc:
+    except SetupError as exc:
         error(f"{args.name}: {exc}")
         return 1
     return 0

@@ -185,3 +185,20 @@ def test_bad_option_values_get_a_usage_error(scripts, args: list[str]) -> None:
     assert process.wait() == 2
     assert process.stderr[0].startswith("usage:")
     assert "Traceback" not in process.output
+
+
+def test_an_oversized_message_is_rejected_and_the_consumer_reconnects(scripts, ctx: zmq.Context, sink: Sink) -> None:
+    push = ctx.socket(zmq.PUSH)
+    push.bind(LOOPBACK_ANY_PORT)
+    endpoint = push.last_endpoint.decode()
+    rider = start_consumer(scripts, "rider-1", [endpoint], sink)
+    push.send(good_order(1))
+    sink.collect(1)
+    # 100 kB is over the rider's MAXMSGSIZE (64 KiB): libzmq refuses it mid-stream,
+    # ends the connection, and, being a protocol error, does not reconnect by itself.
+    push.send(b"x" * 100_000)
+    rider.wait_for_line(r"rejected message: over the 65536-byte limit .* reconnecting", stream="stderr")
+    wait_until(lambda: push.poll(10, zmq.POLLOUT), what="the rider to reconnect")  # PUSH has a peer again
+    push.send(good_order(2))
+    assert sink.collect(2)[-1]["order_id"] == "test-000002"
+    assert len(rider.stderr) == 1
