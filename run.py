@@ -49,7 +49,7 @@ import consumer
 import producer
 from common import (
     POLL_MS,
-    EndpointError,
+    SetupError,
     bind,
     error,
     install_stop_handlers,
@@ -84,7 +84,7 @@ def producer_process(endpoint_pipe: Connection, options: dict) -> None:
 
     try:
         producer.produce(LOOPBACK_ANY_PORT, stop=stop, quiet=True, on_bound=report_endpoint, **options)
-    except EndpointError as exc:
+    except SetupError as exc:
         error(f"{options['name']}: {exc}")
         sys.exit(1)
 
@@ -165,7 +165,7 @@ def wait_for_endpoint(receiver: Connection, process: BaseProcess, stop: threadin
     try:
         return receiver.recv()
     except EOFError:
-        raise EndpointError(f"{process.name} did not bind") from None
+        raise SetupError(f"{process.name} did not bind") from None
 
 
 def start_consumers(
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         names = start_consumers(args, endpoints, sink_endpoint, riders)
         longest_ride_s = max(plan.expected.values(), default=0.0) * args.speed
         results = collect(sink, plan, producers, riders, stop, args.crash_consumer, longest_ride_s)
-    except EndpointError as exc:
+    except SetupError as exc:
         error(f"run.py: {exc}")
         return 1
     except Interrupted:
