@@ -35,6 +35,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -44,6 +45,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 import zmq
+import zmq.auth
 
 import consumer
 import producer
@@ -129,8 +131,29 @@ class Plan:
             self.expected[order["order_id"]] = order["delivery_s"]
 
 
+def make_keys(directory: str, riders: list[str]) -> dict[str, tuple[str, str]]:
+    """--curve: fresh certificates, as a person would make them with
+    zmq.auth.create_certificates. Returns each process's `curve` argument: for the
+    producers (which share the platform's key pair) the secret file and the directory
+    of authorised riders' public keys; for each rider its secret file and the
+    platform's public key."""
+    allowed = os.path.join(directory, "allowed")
+    os.mkdir(allowed)
+    platform_public, platform_secret = zmq.auth.create_certificates(directory, "platform")
+    keys = {"producer": (platform_secret, allowed)}
+    for name in riders:
+        public, secret = zmq.auth.create_certificates(directory, name)
+        os.replace(public, os.path.join(allowed, os.path.basename(public)))
+        keys[name] = (secret, platform_public)
+    return keys
+
+
 def start_producers(
-    args: argparse.Namespace, plan: Plan, processes: list[BaseProcess], stop: threading.Event
+    args: argparse.Namespace,
+    plan: Plan,
+    processes: list[BaseProcess],
+    stop: threading.Event,
+    keys: dict[str, tuple[str, str]],
 ) -> list[str]:
     """Start the producers and return the endpoints they bound (ports picked by the OS)."""
     mp = multiprocessing.get_context(START_METHOD)
@@ -143,6 +166,7 @@ def start_producers(
             "wait_consumers": args.consumers,  # the synchronised start: no slow joiners
             "seed": args.seed + index,
             "delivery": args.delivery,
+            "curve": keys.get("producer"),
         }
         plan.add(options["name"], options["seed"], args.orders, args.delivery)
         receiver, sender = mp.Pipe(duplex=False)
@@ -169,22 +193,20 @@ def wait_for_endpoint(receiver: Connection, process: BaseProcess, stop: threadin
 
 
 def start_consumers(
-    args: argparse.Namespace, endpoints: list[str], sink: str, processes: list[BaseProcess]
-) -> list[str]:
+    names: list[str], endpoints: list[str], sink: str, speed: float, keys: dict[str, tuple[str, str]]
+) -> list[BaseProcess]:
     mp = multiprocessing.get_context(START_METHOD)
-    names = [f"rider-{index}" for index in range(1, args.consumers + 1)]
     riders = [
         mp.Process(
             target=consumer_process,
-            args=({"endpoints": endpoints, "name": name, "results": sink, "speed": args.speed},),
+            args=({"endpoints": endpoints, "name": name, "results": sink, "speed": speed, "curve": keys.get(name)},),
             name=name,
         )
         for name in names
     ]
     for rider in riders:
         rider.start()
-    processes.extend(riders)
-    return names
+    return riders
 
 
 @dataclass
@@ -308,6 +330,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="kill rider-1 with SIGKILL a quarter of the way through, to show what a crash loses",
     )
+    parser.add_argument("--curve", action="store_true", help="encrypt and authenticate with CURVE (fresh keys)")
     return parser.parse_args(argv)
 
 
@@ -321,10 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     ctx = zmq.Context()
     sink = ctx.socket(zmq.PULL)
     results = Results()
+    names = [f"rider-{index}" for index in range(1, args.consumers + 1)]
+    # The certificates live only as long as the run: removed on every way out.
+    keydir = tempfile.TemporaryDirectory(prefix="pipeline-keys-")
     try:
+        keys = make_keys(keydir.name, names) if args.curve else {}
+        if keys:
+            say(f"run.py: CURVE on, fresh keys in {keydir.name} (removed at exit)")
         sink_endpoint = bind(sink, LOOPBACK_ANY_PORT)
-        endpoints = start_producers(args, plan, producers, stop)
-        names = start_consumers(args, endpoints, sink_endpoint, riders)
+        endpoints = start_producers(args, plan, producers, stop, keys)
+        riders.extend(start_consumers(names, endpoints, sink_endpoint, args.speed, keys))
         longest_ride_s = max(plan.expected.values(), default=0.0) * args.speed
         results = collect(sink, plan, producers, riders, stop, args.crash_consumer, longest_ride_s)
     except SetupError as exc:
@@ -337,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_all(riders + producers)
         sink.close(linger=0)
         ctx.term()
+        keydir.cleanup()
     if stop.is_set():
         error(f"run.py: interrupted, {len(results.records)} of {len(plan.expected)} orders delivered")
         return 130

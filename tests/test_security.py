@@ -1,0 +1,141 @@
+"""CURVE: only authorised riders get orders, and the orders are encrypted on the wire."""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq.auth
+from conftest import Sink, wait_until
+from test_run import report_rows
+from test_scripts import start_consumer, start_producer
+
+from producer import CUSTOMERS
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, str]:
+    """Certificates made the way the README says: the producer's, two authorised riders'
+    (their public keys copied into allowed/), and a rogue rider's (not copied)."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    files = {}
+    for name in ("producer", "rider-1", "rider-2", "rogue"):
+        public, secret = zmq.auth.create_certificates(tmp_path, name)
+        files[name], files[f"{name}.public"] = secret, public
+        if name.startswith("rider"):
+            (allowed / Path(public).name).write_bytes(Path(public).read_bytes())
+    files["allowed"] = str(allowed)
+    return files
+
+
+def curve_producer(scripts, keys: dict[str, str], *args: str):
+    return start_producer(scripts, "--curve-secret", keys["producer"], "--curve-allow", keys["allowed"], *args)
+
+
+def curve_rider(scripts, keys, name: str, endpoint: str, sink: Sink, key: str | None = None, server: str = "producer"):
+    curve = ["--curve-secret", keys[key or name], "--curve-server", keys[f"{server}.public"]]
+    return start_consumer(scripts, name, [endpoint], sink, *curve)
+
+
+def test_only_authorised_riders_receive_orders(scripts, keys, sink: Sink) -> None:
+    producer, endpoint = curve_producer(scripts, keys, "--orders", "40", "--interval", "0", "--wait-consumers", "2")
+    # Three rogues connect first, so that they would be first in line for the round robin.
+    unknown_key = curve_rider(scripts, keys, "rogue", endpoint, sink)
+    no_curve = start_consumer(scripts, "plain", [endpoint], sink)
+    wrong_server = curve_rider(scripts, keys, "imposter", endpoint, sink, key="rider-1", server="rogue")
+    unknown_key.wait_for_line("refused us: CURVE key not authorised", stream="stderr")
+    no_curve.wait_for_line("refused us: security mismatch", stream="stderr")
+    wrong_server.wait_for_line("refused us: handshake failed", stream="stderr")
+    for name in ("rider-1", "rider-2"):
+        curve_rider(scripts, keys, name, endpoint, sink)
+    assert producer.wait(timeout=20) == 0
+    records = sink.collect(40)
+    assert sorted(r["order_id"] for r in records) == [f"p1-{n:06d}" for n in range(1, 41)]
+    assert {r["consumer"] for r in records} == {"rider-1", "rider-2"}  # nothing lost to the rogues
+    assert any("refused a connection: CURVE key not authorised" in line for line in producer.stderr)
+    for rogue in (unknown_key, no_curve, wrong_server):
+        assert not any(" delivered " in line for line in rogue.stdout)
+
+
+class Relay:
+    """A TCP relay of the test's own between rider and producer, recording every byte
+    the producer sends: what someone tapping the wire would see."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.removeprefix("tcp://").rsplit(":", 1)
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"tcp://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.recorded = bytearray()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        client, _ = self.listener.accept()
+        server = socket.create_connection(self.target)
+        selector = selectors.DefaultSelector()
+        selector.register(client, selectors.EVENT_READ, server)
+        selector.register(server, selectors.EVENT_READ, client)
+        while not self.done.is_set():
+            for key, _ in selector.select(timeout=0.1):
+                data = key.fileobj.recv(65536)
+                if not data:
+                    self.done.set()
+                    break
+                if key.fileobj is server:
+                    self.recorded += data
+                key.data.sendall(data)
+        for sock in (client, server, self.listener):
+            sock.close()
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def relay_to() -> Iterator:
+    relays = []
+
+    def make(target: str) -> Relay:
+        relays.append(Relay(target))
+        return relays[-1]
+
+    yield make
+    for relay in relays:
+        relay.close()
+
+
+@pytest.mark.parametrize("curve", [False, True], ids=["plain", "curve"])
+def test_curve_encrypts_what_goes_over_the_wire(scripts, keys, sink: Sink, relay_to, curve: bool) -> None:
+    orders = ["--orders", "10", "--interval", "0", "--wait-consumers", "1"]
+    producer, endpoint = curve_producer(scripts, keys, *orders) if curve else start_producer(scripts, *orders)
+    relay = relay_to(endpoint)
+    if curve:
+        curve_rider(scripts, keys, "rider-1", relay.endpoint, sink)
+    else:
+        start_consumer(scripts, "rider-1", [relay.endpoint], sink)
+    records = sink.collect(10)
+    assert len(records) == 10 and producer.wait() == 0
+    wait_until(lambda: b"p1-000010" in relay.recorded or len(relay.recorded) > 2000, what="the relay to record")
+    names_seen = [name for name in CUSTOMERS if name.encode() in relay.recorded]
+    if curve:
+        assert names_seen == [] and b"order_id" not in relay.recorded
+    else:
+        assert names_seen and b'"order_id": "p1-000001"' in relay.recorded
+
+
+def test_run_py_curve_keeps_the_even_spread(scripts) -> None:
+    run = scripts("run.py", "--curve", "--consumers", "5", "--orders", "23", "--speed", "0.05")
+    assert run.wait(timeout=30) == 0, run.output
+    keydir = run.wait_for_line(r"CURVE on, fresh keys in (\S+)").group(1)
+    counts = [orders for orders, *_ in report_rows(run).values()]
+    assert sum(counts) == 23 and max(counts) - min(counts) <= 1
+    assert "delivered exactly once: yes" in run.stdout
+    assert not Path(keydir).exists()  # the certificates are gone with the run
