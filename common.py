@@ -7,6 +7,7 @@ implementation. Read producer.py or consumer.py first; come here when they call 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -75,10 +76,12 @@ def connect(socket: zmq.Socket, endpoint: str) -> None:
 def load_keys(path: str, need_secret: bool = False) -> tuple[bytes, bytes | None]:
     """(public key, secret key) from a certificate made by zmq.auth.create_certificates:
     NAME.key holds the public key only, NAME.key_secret both."""
+    if not os.path.isfile(path):
+        raise SetupError(f"cannot read the key file {path}: no such file")
     try:
         public, secret = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:
-        raise SetupError(f"cannot read the key file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise SetupError(f"cannot read the key file {path}: {exc}") from None
     if need_secret and not secret:
         raise SetupError(f"{path} holds no secret key: pass the NAME.key_secret file")
     return public, secret
@@ -92,7 +95,7 @@ def handshake_failure(event: int, value: int) -> str:
         return "security mismatch: CURVE on one side only"
     if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
         return "CURVE handshake failed: wrong server key on the consumer?"
-    return "handshake failed (with CURVE: wrong server key on the consumer?)"
+    return "handshake failed (CURVE on one side only, or the consumer has the wrong server key?)"
 
 
 def utc_now() -> str:

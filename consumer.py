@@ -10,7 +10,7 @@ Run it (Ctrl-C stops it, and says how many orders it delivered):
     python consumer.py --name rider-2 --connect tcp://127.0.0.1:5557 --connect tcp://127.0.0.1:5558
 
     $ python consumer.py --name rider-1
-    rider-1: connected to tcp://127.0.0.1:5557
+    rider-1: connecting to tcp://127.0.0.1:5557
     rider-1 delivered p1-000001 from p1 (Pizza Roma -> 12 Elm St) in 0.58 s
     rider-1 delivered p1-000003 from p1 (Taco Loco -> 31 Pine Rd) in 0.93 s
     ^Crider-1: stopped, delivered 2 orders
@@ -278,7 +278,8 @@ def consume(
             connect(pull, endpoint)
         if sink:
             connect(sink, results)
-        say(f"{name}: connected to {', '.join(endpoints)}")
+        # connect() returns at once; ZeroMQ connects (and reconnects) in the background.
+        say(f"{name}: connecting to {', '.join(endpoints)}")
         while (frames := receive(pull, links, stop)) is not None:
             received_at = utc_now()
             try:

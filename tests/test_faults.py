@@ -30,7 +30,7 @@ def free_tcp_endpoint() -> str:
 def test_a_consumer_started_before_the_producer_waits_then_delivers(scripts, sink: Sink) -> None:
     endpoint = free_tcp_endpoint()
     rider = start_consumer(scripts, "rider-1", [endpoint], sink)
-    rider.wait_for_line("connected to")  # connect() succeeded with nobody there
+    rider.wait_for_line("connecting to")  # connect() succeeded with nobody there
     producer = scripts("producer.py", "--bind", endpoint, "--orders", "5", "--interval", "0")
     assert [r["order_id"] for r in sink.collect(5)] == [f"p1-{n:06d}" for n in range(1, 6)]
     assert producer.wait() == 0

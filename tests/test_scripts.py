@@ -114,7 +114,7 @@ def test_bad_messages_are_rejected_and_the_consumer_keeps_going(scripts, ctx: zm
 def test_ctrl_c_stops_an_idle_consumer_at_once(scripts, ignore_sigint: bool) -> None:
     # Connected to a port nobody listens on: a plain recv() would block forever here.
     rider = start_consumer(scripts, "rider-1", ["tcp://127.0.0.1:9"], ignore_sigint=ignore_sigint)
-    rider.wait_for_line("connected to")
+    rider.wait_for_line("connecting to")
     rider.signal(signal.SIGINT)
     assert rider.wait(timeout=2) == 0
     assert rider.stdout[-1] == "rider-1: stopped, delivered 0 orders"
