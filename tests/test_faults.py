@@ -124,7 +124,10 @@ def test_a_signal_at_any_moment_ends_run_py_cleanly(scripts, signum: int, delay:
     with contextlib.suppress(subprocess.TimeoutExpired):
         run.wait(timeout=delay)  # the chosen moment (unless run.py has finished already)
     run.signal(signum)
-    code = run.wait(timeout=3)
+    try:
+        code = run.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"run.py still running 3 s after {signum.name}:\n{run.output}")
     assert code in (0, 130), run.output  # 0 only if it had already finished
     assert "Traceback" not in run.output
     wait_until(lambda: not group_members(run.pid), timeout=3, what="no process left")
