@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -141,3 +142,31 @@ def test_run_py_curve_keeps_the_even_spread(scripts) -> None:
     assert sum(counts) == 23 and max(counts) - min(counts) <= 1
     assert "delivered exactly once: yes" in run.stdout
     assert not Path(keydir).exists()  # the certificates are gone with the run
+
+
+@pytest.mark.parametrize("curve", [False, True], ids=["plain", "curve"])
+def test_a_stray_http_client_takes_orders_only_without_curve(scripts, keys, sink: Sink, curve: bool) -> None:
+    orders = ["--orders", "20", "--interval", "0", "--wait-consumers", "1"]
+    producer, endpoint = curve_producer(scripts, keys, *orders) if curve else start_producer(scripts, *orders)
+    host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as probe:
+        # Not ZeroMQ at all: a health check or a port scanner speaking HTTP. libzmq takes
+        # it for a peer of an old protocol version, and it joins the round robin.
+        probe.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        probe.settimeout(0.2)
+        if curve:
+            curve_rider(scripts, keys, "rider-1", endpoint, sink)
+        else:
+            start_consumer(scripts, "rider-1", [endpoint], sink)
+        assert producer.wait(timeout=20) == 0
+        stolen = bytearray()
+        with contextlib.suppress(OSError):  # timeout, or reset by a CURVE producer
+            while chunk := probe.recv(65536):
+                stolen += chunk
+    taken = stolen.count(b'"order_id"')
+    wait_until(lambda: len(sink.collect(0)) + taken >= 20, what="all 20 orders accounted for")
+    assert len(sink.records) + taken == 20
+    if curve:
+        assert taken == 0  # refused at the handshake: it never joined the round robin
+    else:
+        assert taken > 0, "the HTTP client took no order"
