@@ -8,6 +8,7 @@ Run it (Ctrl-C stops it, and says how many orders it delivered):
 
     python consumer.py --name rider-1
     python consumer.py --name rider-2 --connect tcp://127.0.0.1:5557 --connect tcp://127.0.0.1:5558
+    python consumer.py --name rider-1 --curve-secret keys/rider-1.key_secret --curve-server keys/platform.key
 
     $ python consumer.py --name rider-1
     rider-1: connecting to tcp://127.0.0.1:5557
@@ -51,7 +52,7 @@ DEFAULT_CONNECT = "tcp://127.0.0.1:5557"
 
 # The largest message the PULL socket accepts. A real order is ~300 bytes; without a
 # limit a peer could make us allocate gigabytes for one message. ZeroMQ treats a
-# larger message as a protocol error and drops that connection (see receive()).
+# larger message as a protocol error and drops that connection (see Links).
 MAX_ORDER_BYTES = 64 * 1024
 
 STRING_FIELDS = ("order_id", "producer", "restaurant", "customer", "address", "created_at")

@@ -9,6 +9,7 @@ Run it (Ctrl-C stops it):
     python producer.py                          # an order every 0.5 s, until stopped
     python producer.py --orders 20 --wait-consumers 2 --name p1
     python producer.py --bind tcp://127.0.0.1:5558 --name p2
+    python producer.py --curve-secret keys/platform.key_secret --curve-allow allowed  # README, Security
 
     $ python producer.py --orders 3 --wait-consumers 2
     p1: bound tcp://127.0.0.1:5557, waiting for 2 consumers to connect
