@@ -22,11 +22,9 @@ from __future__ import annotations
 import signal
 
 # First thing, before the imports below: hold SIGINT and SIGTERM back. A Ctrl-C that
-# came while Python is still importing would otherwise raise KeyboardInterrupt from the
-# middle of an import and print a traceback. install_stop_handlers() lets them in as
-# soon as main() can handle them, so a signal that came early is not lost, only late.
-# The fork server imports this module too, so every child starts with them held back
-# in the same way until its own handlers are in.
+# came while Python is still importing would otherwise raise KeyboardInterrupt in the
+# middle of an import and print a traceback. main() installs real handlers as soon as
+# it can, and a signal that came before then is delivered to them.
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 import argparse
@@ -41,6 +39,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import islice
+from multiprocessing import forkserver, resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -67,9 +66,14 @@ BAR_WIDTH = 30  # characters in the busiest rider's bar in the report
 
 # forkserver, deliberately: "fork" would copy this process's ZeroMQ context and its
 # I/O threads into every child (contexts are not fork-safe), and "spawn" starts a
-# fresh interpreter per child, which costs about 0.5 s for 10 riders. A fork server
-# is a clean single-threaded process that forks riders in a few milliseconds each.
+# fresh interpreter per child: 0.57 s until 10 riders are connected, against 0.19 s
+# for a fork server that has imported zmq once (benchmarks/bench.py measures both).
 START_METHOD = "forkserver"
+# What the fork server imports once, so that children start with it done. "__main__"
+# alone is silently ignored on Python 3.12 and older (CPython gh-126631): every child
+# then re-runs this file's imports, zmq's among them (~0.1 s of CPU each), so the heavy
+# library modules are named too.
+FORKSERVER_PRELOAD = ["__main__", "zmq", "zmq.auth.thread", "zmq.utils.monitor"]
 
 
 # --- the children: thin wrappers that run producer.py's and consumer.py's code ---
@@ -111,6 +115,27 @@ def stop_all(processes: list[BaseProcess]) -> None:
         error(f"run.py: {process.name} did not stop in {JOIN_TIMEOUT_S} s, killing it")
         process.kill()
         process.join()
+
+
+def start_fork_server() -> None:
+    """Start the fork server with SIGINT ignored, which it passes on to every child.
+
+    A Ctrl-C in a terminal reaches every process in the group. A child ignores it
+    until it has installed its own handlers, so none can die half-started with a
+    traceback, and stop_all() asks again until each child has gone. Without this, a
+    Ctrl-C 0.1 s after start killed the starting fork server, and run.py with it.
+    """
+    # The resource tracker goes first because starting it unblocks SIGINT, which
+    # would throw away a Ctrl-C that came while SIGINT is ignored below. Blocked, a
+    # Ctrl-C waits and reaches our handler once it is back.
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 # --- the run ---
@@ -338,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     stop = install_stop_handlers()
+    start_fork_server()
     plan = Plan()
     producers: list[BaseProcess] = []
     riders: list[BaseProcess] = []
@@ -375,5 +401,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    multiprocessing.set_forkserver_preload(["__main__"])
+    multiprocessing.set_forkserver_preload(FORKSERVER_PRELOAD)
     sys.exit(main())

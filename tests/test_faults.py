@@ -8,6 +8,7 @@ signal at a random moment.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import re
 import signal
@@ -111,19 +112,30 @@ def test_a_producer_that_exits_right_after_its_last_send_loses_nothing(scripts, 
     assert sorted(ids) == [f"p1-{n:06d}" for n in range(1, 10001)]
 
 
-SIGNAL_TRIALS = [
-    (random.Random(trial).choice([signal.SIGINT, signal.SIGTERM]), round(random.Random(trial).uniform(0, 1.5), 2))
-    for trial in range(20)
-]
+def signal_trial(trial: int) -> tuple[signal.Signals, float, bool]:
+    rng = random.Random(trial)
+    return rng.choice([signal.SIGINT, signal.SIGTERM]), round(rng.uniform(0.05, 1.5), 2), trial % 2 == 0
 
 
-@pytest.mark.parametrize(("signum", "delay"), SIGNAL_TRIALS, ids=[f"{s.name}-at-{d}s" for s, d in SIGNAL_TRIALS])
-def test_a_signal_at_any_moment_ends_run_py_cleanly(scripts, signum: int, delay: float) -> None:
-    """Start-up, mid-run and the report: 20 seeded moments between 0 and 1.5 s."""
+SIGNAL_TRIALS = [signal_trial(trial) for trial in range(20)]
+
+
+@pytest.mark.parametrize(
+    ("signum", "delay", "to_group"),
+    SIGNAL_TRIALS,
+    ids=[f"{s.name}-at-{d}s-to-{'group' if g else 'run.py'}" for s, d, g in SIGNAL_TRIALS],
+)
+def test_a_signal_at_any_moment_ends_run_py_cleanly(scripts, signum: signal.Signals, delay: float, to_group: bool):
+    """Start-up, mid-run and the report: 20 seeded moments between 0.05 and 1.5 s. Half
+    the signals go to run.py alone (kill), half to its whole process group, children
+    included, as Ctrl-C in a terminal does."""
     run = scripts("run.py", "--consumers", "4", "--orders", "16", "--speed", "0.2")
     with contextlib.suppress(subprocess.TimeoutExpired):
         run.wait(timeout=delay)  # the chosen moment (unless run.py has finished already)
-    run.signal(signum)
+    if to_group:
+        os.killpg(run.pid, signum)
+    else:
+        run.signal(signum)
     try:
         code = run.wait(timeout=3)
     except subprocess.TimeoutExpired:
