@@ -44,6 +44,7 @@ from common import (
     install_stop_handlers,
     load_keys,
     non_negative_float,
+    non_negative_int,
     say,
     utc_now,
 )
@@ -259,8 +260,10 @@ def consume(
     stop: threading.Event | None = None,
     quiet: bool = False,
     curve: tuple[str, str] | None = None,
+    orders: int = 0,
 ) -> int:
-    """Pull and deliver orders until stopped; return how many were delivered.
+    """Pull and deliver orders until stopped, or until `orders` are delivered (0: no
+    limit); return how many were delivered.
     curve: (our NAME.key_secret file, the producer's public NAME.key file)."""
     stop = stop or threading.Event()
     endpoints = endpoints or [DEFAULT_CONNECT]
@@ -281,8 +284,8 @@ def consume(
             connect(sink, results)
         # connect() returns at once; ZeroMQ connects (and reconnects) in the background.
         say(f"{name}: connecting to {', '.join(endpoints)}")
-        while (frames := receive(pull, links, stop)) is not None:
-            received_at = utc_now()
+        while (not orders or delivered < orders) and (frames := receive(pull, links, stop)) is not None:
+            received_at = utc_now() if sink else ""
             try:
                 if len(frames) != 1:
                     raise InvalidOrder(f"{len(frames)} frames, expected 1")
@@ -302,7 +305,7 @@ def consume(
                 )
             if sink:
                 report(sink, completion_record(order, name, received_at), name)
-        say(f"{name}: stopped, delivered {delivered} orders")
+        say(f"{name}: {'stopped' if stop.is_set() else 'done'}, delivered {delivered} orders")
         return delivered
     finally:
         # Orders still queued in this PULL socket are lost when we go: that is the
@@ -330,6 +333,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1.0,
         help="multiplies delivery_s; 0 = no sleep (default %(default)s)",
     )
+    parser.add_argument("--orders", type=non_negative_int, default=0, help="stop after N orders (default 0: no limit)")
     parser.add_argument("--quiet", action="store_true", help="no line per delivered order")
     parser.add_argument("--curve-secret", metavar="FILE", help="CURVE: this rider's NAME.key_secret file")
     parser.add_argument("--curve-server", metavar="FILE", help="CURVE: the producer's public NAME.key file")
@@ -344,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = install_stop_handlers()
     try:
         curve = (args.curve_secret, args.curve_server) if args.curve_secret else None
-        consume(args.connect, args.name, args.results, args.speed, stop, args.quiet, curve)
+        consume(args.connect, args.name, args.results, args.speed, stop, args.quiet, curve, args.orders)
     except SetupError as exc:
         error(f"{args.name}: {exc}")
         return 1

@@ -202,3 +202,13 @@ def test_an_oversized_message_is_rejected_and_the_consumer_reconnects(scripts, c
     push.send(good_order(2))
     assert sink.collect(2)[-1]["order_id"] == "test-000002"
     assert len(rider.stderr) == 1
+
+
+def test_a_consumer_with_an_order_limit_stops_by_itself(scripts, sink: Sink) -> None:
+    producer, endpoint = start_producer(scripts, "--orders", "10", "--interval", "0", "--wait-consumers", "2")
+    riders = [start_consumer(scripts, f"rider-{n}", [endpoint], sink, "--orders", "5") for n in (1, 2)]
+    assert producer.wait() == 0
+    for rider in riders:
+        assert rider.wait() == 0  # no signal needed: its shift ends after 5 orders
+        assert rider.stdout[-1] == f"{rider.proc.args[3]}: done, delivered 5 orders"
+    assert len(sink.collect(10)) == 10
