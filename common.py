@@ -10,7 +10,7 @@ import argparse
 import os
 import signal
 import sys
-import threading
+import time
 from datetime import datetime, timezone
 
 import zmq
@@ -33,7 +33,33 @@ class SetupError(Exception):
     """A bind, connect or key file that failed: the message names it and the reason."""
 
 
-def install_stop_handlers() -> threading.Event:
+class StopFlag:
+    """Set by SIGINT or SIGTERM; the loops look at it between short waits.
+
+    Not a threading.Event: a signal handler runs between two bytecodes of the main
+    thread, possibly while that thread holds the Event's internal lock (inside
+    Event.wait), and Event.set() in the handler would then wait for that lock forever.
+    A plain attribute takes no lock.
+    """
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def set(self) -> None:
+        self.stopped = True
+
+    def is_set(self) -> bool:
+        return self.stopped
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep for up to `timeout` seconds, less once set; True if set."""
+        deadline = time.monotonic() + timeout
+        while not self.stopped and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, POLL_MS / 1000))
+        return self.stopped
+
+
+def install_stop_handlers() -> StopFlag:
     """Turn SIGINT (Ctrl-C) and SIGTERM into a flag that the main loop checks.
 
     Installed explicitly because a process started in the background by a
@@ -41,16 +67,15 @@ def install_stop_handlers() -> threading.Event:
     KeyboardInterrupt. A flag instead of an exception lets each loop finish the call
     it is in and close its sockets properly.
     """
-    stop = threading.Event()
+    stop = StopFlag()
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, on_signal)
-    # run.py blocks these signals while it starts its children, so that a Ctrl-C
-    # arriving before a child has installed its handlers waits instead of killing it
-    # half-imported with a traceback. Now that the handlers are in place, let them in.
+    # run.py holds these signals back until its handlers are in (see its first lines);
+    # now that ours are in place, let them in, and any that waited with them.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     return stop
 

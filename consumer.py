@@ -27,7 +27,6 @@ import contextlib
 import json
 import math
 import sys
-import threading
 import time
 from datetime import datetime
 
@@ -38,6 +37,7 @@ from common import (
     MAX_DELIVERY_S,
     POLL_MS,
     SetupError,
+    StopFlag,
     connect,
     error,
     handshake_failure,
@@ -119,7 +119,7 @@ def is_item(item: object) -> bool:
     )
 
 
-def deliver(order: dict, speed: float, stop: threading.Event) -> bool:
+def deliver(order: dict, speed: float, stop: StopFlag) -> bool:
     """Simulate the ride. False if Ctrl-C came first (that order is not delivered)."""
     # stop.wait() rather than time.sleep(): a signal handler can cut it short.
     return not stop.wait(order["delivery_s"] * speed) if speed else not stop.is_set()
@@ -238,7 +238,7 @@ def curve_client(pull: zmq.Socket, secret_file: str, server_public_file: str) ->
     pull.curve_serverkey = load_keys(server_public_file)[0]
 
 
-def receive(pull: zmq.Socket, links: Links, stop: threading.Event) -> list[bytes] | None:
+def receive(pull: zmq.Socket, links: Links, stop: StopFlag) -> list[bytes] | None:
     """The next message, or None once stopped. Never blocks for more than POLL_MS, so
     Ctrl-C is noticed even while no order comes (a plain recv() would hang there)."""
     while not stop.is_set():
@@ -257,7 +257,7 @@ def consume(
     name: str = "rider",
     results: str | None = None,
     speed: float = 1.0,
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
     quiet: bool = False,
     curve: tuple[str, str] | None = None,
     orders: int = 0,
@@ -265,7 +265,7 @@ def consume(
     """Pull and deliver orders until stopped, or until `orders` are delivered (0: no
     limit); return how many were delivered.
     curve: (our NAME.key_secret file, the producer's public NAME.key file)."""
-    stop = stop or threading.Event()
+    stop = stop or StopFlag()
     endpoints = endpoints or [DEFAULT_CONNECT]
     # One context per process, made here, after any fork or spawn.
     ctx = zmq.Context()

@@ -28,7 +28,6 @@ import json
 import os
 import random
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from itertools import islice
@@ -41,6 +40,7 @@ from common import (
     MAX_DELIVERY_S,
     POLL_MS,
     SetupError,
+    StopFlag,
     bind,
     error,
     handshake_failure,
@@ -167,7 +167,7 @@ def curve_server(ctx: zmq.Context, push: zmq.Socket, secret_file: str, allow_dir
     return auth
 
 
-def wait_for_consumers(push: zmq.Socket, watch: ConsumerWatch, wanted: int, stop: threading.Event) -> bool:
+def wait_for_consumers(push: zmq.Socket, watch: ConsumerWatch, wanted: int, stop: StopFlag) -> bool:
     """The slow-joiner fix. Without it the first consumer to finish its handshake gets
     the whole first burst, because PUSH only round-robins across peers it already has."""
     while watch.handshakes < wanted and not stop.is_set():
@@ -176,7 +176,7 @@ def wait_for_consumers(push: zmq.Socket, watch: ConsumerWatch, wanted: int, stop
     return not stop.is_set()
 
 
-def send_when_ready(push: zmq.Socket, watch: ConsumerWatch, data: bytes, stop: threading.Event) -> bool:
+def send_when_ready(push: zmq.Socket, watch: ConsumerWatch, data: bytes, stop: StopFlag) -> bool:
     """Send one order, waiting while no consumer can take it.
 
     A PUSH with no connected consumer (or with every consumer's queue at its high-water
@@ -202,14 +202,14 @@ def produce(
     wait_consumers: int = 0,
     seed: int | None = None,
     delivery: tuple[float, float] = (0.2, 1.0),
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
     quiet: bool = False,
     on_bound: Callable[[str], None] | None = None,
     curve: tuple[str, str] | None = None,
 ) -> int:
     """Bind, send `orders` orders (0: until stopped) and return how many were sent.
     curve: (secret key file, directory of allowed consumers' public keys)."""
-    stop = stop or threading.Event()
+    stop = stop or StopFlag()
     # One context per process, made here, after any fork or spawn: contexts and
     # sockets must never cross a process boundary.
     ctx = zmq.Context()

@@ -34,7 +34,6 @@ import multiprocessing.connection
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ import producer
 from common import (
     POLL_MS,
     SetupError,
+    StopFlag,
     bind,
     error,
     install_stop_handlers,
@@ -177,7 +177,7 @@ def start_producers(
     args: argparse.Namespace,
     plan: Plan,
     processes: list[BaseProcess],
-    stop: threading.Event,
+    stop: StopFlag,
     keys: dict[str, tuple[str, str]],
 ) -> list[str]:
     """Start the producers and return the endpoints they bound (ports picked by the OS)."""
@@ -206,7 +206,7 @@ def start_producers(
     return endpoints
 
 
-def wait_for_endpoint(receiver: Connection, process: BaseProcess, stop: threading.Event) -> str:
+def wait_for_endpoint(receiver: Connection, process: BaseProcess, stop: StopFlag) -> str:
     """The endpoint a producer bound. One that fails to bind exits: its pipe reads EOF."""
     while not receiver.poll(POLL_MS / 1000):
         if stop.is_set():
@@ -245,7 +245,7 @@ def collect(
     plan: Plan,
     producers: list[BaseProcess],
     riders: list[BaseProcess],
-    stop: threading.Event,
+    stop: StopFlag,
     crash: bool,
     longest_ride_s: float,
 ) -> Results:
