@@ -402,4 +402,8 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     multiprocessing.set_forkserver_preload(FORKSERVER_PRELOAD)
-    sys.exit(main())
+    status = main()
+    # Done: a signal from now on changes nothing. Hold them back, or one that comes
+    # while Python shuts down (its handlers already reset) would end us with -SIGTERM.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    sys.exit(status)
