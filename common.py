@@ -11,10 +11,12 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import zmq
 import zmq.auth
+from zmq.utils.monitor import recv_monitor_message
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
@@ -121,6 +123,14 @@ def handshake_failure(event: int, value: int) -> str:
     if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
         return "CURVE handshake failed: wrong server key on the consumer?"
     return "handshake failed (CURVE on one side only, or the consumer has the wrong server key?)"
+
+
+def pending_events(monitor: zmq.Socket) -> Iterator[tuple[int, int, str]]:
+    """Every event waiting on a socket monitor, without blocking: (event, value, endpoint)."""
+    while monitor.poll(0):
+        message = recv_monitor_message(monitor)
+        # int(): pyzmq wraps the value in a zmq.Event flag, which prints as nonsense.
+        yield message["event"], int(message["value"]), message["endpoint"].decode()
 
 
 def utc_now() -> str:

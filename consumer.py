@@ -31,7 +31,6 @@ import time
 from datetime import datetime
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from common import (
     MAX_DELIVERY_S,
@@ -45,6 +44,7 @@ from common import (
     load_keys,
     non_negative_float,
     non_negative_int,
+    pending_events,
     say,
     utc_now,
 )
@@ -188,9 +188,8 @@ class Links:
 
     def service(self) -> None:
         self.next_service = time.monotonic() + POLL_MS / 1000
-        while self.monitor.poll(0):
-            message = recv_monitor_message(self.monitor)
-            self.on_event(message["event"], int(message["value"]), message["endpoint"].decode())
+        for event, value, endpoint in pending_events(self.monitor):
+            self.on_event(event, value, endpoint)
         for endpoint, (when, why) in list(self.redial.items()):
             if time.monotonic() >= when:
                 del self.redial[endpoint]

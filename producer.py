@@ -34,7 +34,6 @@ from itertools import islice
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils.monitor import recv_monitor_message
 
 from common import (
     MAX_DELIVERY_S,
@@ -48,6 +47,7 @@ from common import (
     load_keys,
     non_negative_float,
     non_negative_int,
+    pending_events,
     say,
     utc_now,
 )
@@ -132,9 +132,7 @@ class ConsumerWatch:
     def drain(self) -> None:
         """Read every pending monitor event (without blocking) and report it."""
         self.next_drain = time.monotonic() + POLL_MS / 1000
-        while self.monitor.poll(0):
-            message = recv_monitor_message(self.monitor)
-            event, value = message["event"], int(message["value"])
+        for event, value, _ in pending_events(self.monitor):
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.handshakes += 1
                 if not self.quiet:
@@ -292,6 +290,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # The stop signals, Ctrl-C (SIGINT) and SIGTERM, set `stop`; every wait in produce() looks at it.
     stop = install_stop_handlers()
     try:
         produce(
