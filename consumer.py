@@ -26,6 +26,8 @@ import argparse
 import contextlib
 import json
 import math
+import re
+import socket
 import sys
 import time
 from datetime import datetime
@@ -228,6 +230,21 @@ class Links:
         self.monitor.close(linger=0)
 
 
+def numeric(endpoint: str) -> str:
+    """tcp://HOST:PORT with the host name looked up once, here. libzmq reports the first
+    connection's monitor events under the name as given but, after a reconnect, under
+    the address it resolved to; Links must see one producer as one endpoint."""
+    match = re.fullmatch(r"tcp://([^:\[\]]+):(\d+)", endpoint)
+    if not match or re.fullmatch(r"[\d.]+|\*", match.group(1)):
+        return endpoint  # already numeric, or not TCP: leave it to libzmq
+    try:
+        # IPv4: a ZeroMQ socket does not use IPv6 unless told to (zmq.IPV6).
+        address = socket.getaddrinfo(match.group(1), int(match.group(2)), socket.AF_INET)[0][4][0]
+    except (OSError, UnicodeError) as exc:
+        raise SetupError(f"cannot connect to {endpoint}: {exc}") from None
+    return f"tcp://{address}:{match.group(2)}"
+
+
 def curve_client(pull: zmq.Socket, secret_file: str, server_public_file: str) -> None:
     """Encrypt and authenticate with CURVE: our own key pair, and the producer's public
     key, which proves we talk to the real producer. Must run before connect()."""
@@ -277,6 +294,7 @@ def consume(
         if curve:
             curve_client(pull, *curve)
         # One PULL socket, many connects: ZeroMQ fair-queues between the producers.
+        endpoints = [numeric(endpoint) for endpoint in endpoints]
         for endpoint in endpoints:
             connect(pull, endpoint)
         if sink:

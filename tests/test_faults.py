@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import Sink, group_members, wait_until
@@ -40,7 +41,9 @@ def test_a_consumer_started_before_the_producer_waits_then_delivers(scripts, sin
 
 def test_consumers_carry_on_when_the_producer_is_killed_and_restarted(scripts, sink: Sink) -> None:
     first, endpoint = start_producer(scripts, "--name", "p1", "--interval", "0.01", "--quiet")
-    riders = [start_consumer(scripts, f"rider-{n}", [endpoint], sink) for n in (1, 2)]
+    # By host name, as across machines: reconnecting must not look like a broken link.
+    by_name = endpoint.replace("127.0.0.1", "localhost")
+    riders = [start_consumer(scripts, f"rider-{n}", [by_name], sink) for n in (1, 2)]
     wait_until(lambda: len(sink.collect(0)) >= 10, what="orders from the first producer")
     first.signal(signal.SIGKILL)
     first.wait()
@@ -57,6 +60,7 @@ def test_consumers_carry_on_when_the_producer_is_killed_and_restarted(scripts, s
     assert sorted(r["order_id"] for r in from_p2) == [f"p2-{n:06d}" for n in range(1, 21)]
     assert {r["consumer"] for r in from_p2} == {"rider-1", "rider-2"}
     assert all(rider.proc.poll() is None for rider in riders)
+    assert [line for rider in riders for line in rider.stderr] == []  # no false alarm
 
 
 def test_a_killed_consumer_loses_its_queue_and_the_others_get_everything_after(scripts, sink: Sink) -> None:
@@ -143,3 +147,24 @@ def test_a_signal_at_any_moment_ends_run_py_cleanly(scripts, signum: signal.Sign
     assert code in (0, 130), run.output  # 0 only if it had already finished
     assert "Traceback" not in run.output
     wait_until(lambda: not group_members(run.pid), timeout=3, what="no process left")
+
+
+def test_run_py_fails_when_a_rider_dies_unplanned(scripts) -> None:
+    run = scripts("run.py", "--consumers", "3", "--orders", "30", "--speed", "0.5")
+    run.wait_for_line("p1: sent 30 orders")  # the producer is done: the fork server's children are riders now
+    run.wait_for_line(r"rider-\d delivered")
+
+    def riders() -> list[int]:
+        server = next(
+            pid for pid in group_members(run.pid) if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        )
+        return [pid for pid in group_members(run.pid) if parent(pid) == server]
+
+    os.kill(wait_until(riders, what="the riders' pids")[0], signal.SIGKILL)
+    assert run.wait(timeout=30) == 1, run.output  # lost orders that no demo explains
+    assert any(line.endswith("(died)") for line in run.stdout)
+    assert_no_process_left(run)
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])

@@ -8,7 +8,7 @@ import signal
 import pytest
 from conftest import Script, group_members, wait_until
 
-ROW = re.compile(r"^(rider-\d+)\s+(\d+)\s+[\d.]+((?:\s+\d+)*)\s+#*(  \(killed\))?$")
+ROW = re.compile(r"^(rider-\d+)\s+(\d+)\s+[\d.]+((?:\s+\d+)*)\s+#*(  \((killed|died)\))?$")
 
 
 def report_rows(script: Script) -> dict[str, list[int]]:
