@@ -114,15 +114,18 @@ def load_keys(path: str, need_secret: bool = False) -> tuple[bytes, bytes | None
     return public, secret
 
 
-def handshake_failure(event: int, value: int) -> str:
-    """A failed handshake as the socket monitor reports it, in words."""
+def handshake_failure(event: int, value: int, curve: bool) -> str:
+    """A failed handshake as the socket monitor reports it, in words. `curve`: whether
+    this side uses CURVE, which decides the likely cause of a failure without detail."""
     if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         return f"CURVE key not authorised (ZAP status {value})"
     if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
         return "security mismatch: CURVE on one side only"
     if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
         return "CURVE handshake failed: wrong server key on the consumer?"
-    return "handshake failed (CURVE on one side only, or the consumer has the wrong server key?)"
+    if curve:
+        return "handshake failed (the wrong server key, or CURVE on one side only?)"
+    return "closed during the handshake (not a ZeroMQ peer, or the other side wants CURVE?)"
 
 
 def pending_events(monitor: zmq.Socket) -> Iterator[tuple[int, int, str]]:

@@ -167,9 +167,10 @@ class Links:
     GIVE_UP_S = 0.5  # after a disconnect, ZeroMQ's own retry shows up well within this
     REDIAL_S = 2.0  # how often to try again a producer that refused our handshake
 
-    def __init__(self, pull: zmq.Socket, name: str) -> None:
+    def __init__(self, pull: zmq.Socket, name: str, curve: bool = False) -> None:
         self.pull = pull
         self.name = name
+        self.curve = curve
         self.monitor = pull.get_monitor_socket(self.EVENTS)  # before connect(): see every event
         self.poller = zmq.Poller()
         self.poller.register(pull, zmq.POLLIN)
@@ -221,7 +222,7 @@ class Links:
         else:
             if endpoint not in self.troubled:  # one line per producer, not one per retry
                 self.troubled.add(endpoint)
-                error(f"{self.name}: {endpoint} refused us: {handshake_failure(event, value)}")
+                error(f"{self.name}: {endpoint} refused us: {handshake_failure(event, value, self.curve)}")
             if event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # ZeroMQ retries that one itself
                 self.redial[endpoint] = (now + self.REDIAL_S, "")
 
@@ -249,9 +250,13 @@ def curve_client(pull: zmq.Socket, secret_file: str, server_public_file: str) ->
     """Encrypt and authenticate with CURVE: our own key pair, and the producer's public
     key, which proves we talk to the real producer. Must run before connect()."""
     public, secret = load_keys(secret_file, need_secret=True)
-    pull.curve_publickey = public
-    pull.curve_secretkey = secret
-    pull.curve_serverkey = load_keys(server_public_file)[0]
+    server_public = load_keys(server_public_file)[0]
+    try:
+        pull.curve_publickey = public
+        pull.curve_secretkey = secret
+        pull.curve_serverkey = server_public
+    except zmq.ZMQError as exc:
+        raise SetupError(f"not a usable CURVE key in {secret_file} or {server_public_file} ({exc.strerror})") from None
 
 
 def receive(pull: zmq.Socket, links: Links, stop: StopFlag) -> list[bytes] | None:
@@ -288,7 +293,7 @@ def consume(
     pull = ctx.socket(zmq.PULL)
     pull.maxmsgsize = MAX_ORDER_BYTES
     sink = ctx.socket(zmq.PUSH) if results else None
-    links = Links(pull, name)
+    links = Links(pull, name, curve=bool(curve))
     delivered = 0
     try:
         if curve:

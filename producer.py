@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
@@ -33,6 +32,7 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 
 import zmq
+import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from common import (
@@ -115,11 +115,12 @@ class ConsumerWatch:
         | zmq.EVENT_HANDSHAKE_FAILED_AUTH
     )
 
-    def __init__(self, push: zmq.Socket, name: str, quiet: bool = False) -> None:
+    def __init__(self, push: zmq.Socket, name: str, quiet: bool = False, curve: bool = False) -> None:
         # Must exist before bind(), or the first handshakes happen unseen.
         self.monitor = push.get_monitor_socket(self.EVENTS)
         self.name = name
         self.quiet = quiet
+        self.curve = curve
         self.handshakes = 0
         self.next_drain = 0.0
 
@@ -141,7 +142,7 @@ class ConsumerWatch:
                 if not self.quiet:
                     say(f"{self.name}: a connection closed")
             else:  # a failed handshake: that peer gets no orders
-                error(f"{self.name}: refused a connection: {handshake_failure(event, value)}")
+                error(f"{self.name}: refused a connection: {handshake_failure(event, value, self.curve)}")
 
     def close(self, push: zmq.Socket) -> None:
         push.disable_monitor()
@@ -152,16 +153,25 @@ def curve_server(ctx: zmq.Context, push: zmq.Socket, secret_file: str, allow_dir
     """Ironhouse: encrypt every connection, and accept only consumers whose public key
     file (NAME.key) is in allow_dir. Must run before bind()."""
     public, secret = load_keys(secret_file, need_secret=True)
-    if not os.path.isdir(allow_dir):
-        raise SetupError(f"--curve-allow {allow_dir} is not a directory")
+    # pyzmq's authenticator only logs a key file it cannot read, and then refuses
+    # everyone: read them here first, to say so and stop.
+    try:
+        allowed = zmq.auth.load_certificates(allow_dir)
+    except (OSError, ValueError) as exc:
+        raise SetupError(f"--curve-allow {allow_dir}: {exc}") from None
+    if not allowed:
+        raise SetupError(f"--curve-allow {allow_dir} holds no public key (NAME.key): no rider could connect")
+    try:
+        push.curve_secretkey = secret
+        push.curve_publickey = public
+        push.curve_server = True
+    except zmq.ZMQError as exc:
+        raise SetupError(f"{secret_file}: not a usable CURVE key ({exc.strerror})") from None
     # The authenticator answers libzmq's ZAP requests from a thread of this process.
     # It reads allow_dir now: restart the producer after adding a rider's key.
     auth = ThreadAuthenticator(ctx)
     auth.start()
     auth.configure_curve(domain="*", location=allow_dir)
-    push.curve_secretkey = secret
-    push.curve_publickey = public
-    push.curve_server = True
     return auth
 
 
@@ -212,7 +222,7 @@ def produce(
     # sockets must never cross a process boundary.
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
-    watch = ConsumerWatch(push, name, quiet)
+    watch = ConsumerWatch(push, name, quiet, curve=bool(curve))
     auth = None
     sent = 0
     try:
