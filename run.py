@@ -67,13 +67,12 @@ BAR_WIDTH = 30  # characters in the busiest rider's bar in the report
 
 # forkserver, deliberately: "fork" would copy this process's ZeroMQ context and its
 # I/O threads into every child (contexts are not fork-safe), and "spawn" starts a
-# fresh interpreter per child: 0.57 s until 10 riders are connected, against 0.19 s
-# for a fork server that has imported zmq once (benchmarks/bench.py measures both).
+# fresh interpreter per child: about 0.6 s until 10 riders are connected, against
+# about 0.3 s for a fork server that has imported zmq once (benchmarks/bench.py).
 START_METHOD = "forkserver"
-# What the fork server imports once, so that children start with it done. "__main__"
-# alone is silently ignored on Python 3.12 and older (CPython gh-126631): every child
-# then re-runs this file's imports, zmq's among them (~0.1 s of CPU each), so the heavy
-# library modules are named too.
+# What the fork server imports once, so that children start with it done. On Python
+# 3.12 and older "__main__" in this list is silently ignored (CPython gh-126631): each
+# child re-runs this file's imports, so the heavy library modules are named as well.
 FORKSERVER_PRELOAD = ["__main__", "zmq", "zmq.auth.thread", "zmq.utils.monitor"]
 
 
