@@ -175,7 +175,7 @@ def curve_server(ctx: zmq.Context, push: zmq.Socket, secret_file: str, allow_dir
     return auth
 
 
-def wait_for_consumers(push: zmq.Socket, watch: ConsumerWatch, wanted: int, stop: StopFlag) -> bool:
+def wait_for_consumers(watch: ConsumerWatch, wanted: int, stop: StopFlag) -> bool:
     """The slow-joiner fix. Without it the first consumer to finish its handshake gets
     the whole first burst, because PUSH only round-robins across peers it already has."""
     while watch.handshakes < wanted and not stop.is_set():
@@ -232,7 +232,7 @@ def produce(
         if on_bound:
             on_bound(bound)
         say(f"{name}: bound {bound}" + (f", waiting for {wait_consumers} consumers" if wait_consumers else ""))
-        if not wait_for_consumers(push, watch, wait_consumers, stop):
+        if not wait_for_consumers(watch, wait_consumers, stop):
             return sent
         for order in islice(make_orders(name, seed, delivery), orders or None):
             order["created_at"] = utc_now()
