@@ -443,5 +443,5 @@ if __name__ == "__main__":
     status = main()
     # Done: a signal from now on changes nothing. Hold them back, or one that comes
     # while Python shuts down (its handlers already reset) would end us with -SIGTERM.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     sys.exit(status)
