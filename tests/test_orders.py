@@ -7,9 +7,7 @@ from itertools import islice
 
 import pytest
 
-from common import MAX_DELIVERY_S, utc_now
-from consumer import InvalidOrder, parse_order
-from producer import make_orders
+from orders import MAX_DELIVERY_S, InvalidOrder, make_orders, parse_order, utc_now
 
 
 def an_order(**changes: object) -> dict:

@@ -12,9 +12,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common import utc_now
-from consumer import InvalidOrder, parse_order
-from producer import make_orders
+from orders import InvalidOrder, make_orders, parse_order, utc_now
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),

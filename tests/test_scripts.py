@@ -9,8 +9,7 @@ import pytest
 import zmq
 from conftest import LOOPBACK_ANY_PORT, Sink, bound_endpoint, wait_until
 
-from common import utc_now
-from producer import make_orders
+from orders import make_orders, utc_now
 
 
 def start_producer(scripts, *args: str, **kwargs):

@@ -15,7 +15,7 @@ from conftest import Sink, wait_until
 from test_run import report_rows
 from test_scripts import start_consumer, start_producer
 
-from producer import CUSTOMERS
+from orders import CUSTOMERS
 
 
 @pytest.fixture

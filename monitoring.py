@@ -1,0 +1,169 @@
+"""Watching connections through the socket monitor, on both sides of the pipeline.
+
+PUSH and PULL sockets don't tell the application who is connected: that is the
+point of the pattern, and its blind spot. A socket monitor is a PAIR socket on which
+libzmq reports connection events. It must exist before bind() or connect(), or the
+first events happen unseen.
+
+- The producer's ConsumerWatch counts consumers (handshakes), so that it can wait for
+  K of them before the first order (the slow-joiner fix), and says who was refused.
+- A rider's ProducerLinks notices when libzmq has given up on a producer for good (a
+  protocol error: an oversized message, a refused CURVE key) and dials it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from cli import error, say
+from orders import MAX_ORDER_BYTES
+from stopping import POLL_MS
+
+HANDSHAKE_FAILURES = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+
+
+def pending_events(monitor: zmq.Socket) -> Iterator[tuple[int, int, str]]:
+    """Every event waiting on a socket monitor, without blocking: (event, value, endpoint)."""
+    while monitor.poll(0):
+        message = recv_monitor_message(monitor)
+        # int(): pyzmq wraps the value in a zmq.Event flag, which prints as nonsense.
+        yield message["event"], int(message["value"]), message["endpoint"].decode()
+
+
+def handshake_failure(event: int, value: int, curve: bool) -> str:
+    """A failed handshake as the socket monitor reports it, in words. `curve`: whether
+    this side uses CURVE, which decides the likely cause of a failure without detail."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return f"CURVE key not authorised (ZAP status {value})"
+    if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        return "security mismatch: CURVE on one side only"
+    if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+        return "CURVE handshake failed: wrong server key on the consumer?"
+    if curve:
+        return "handshake failed (the wrong server key, or CURVE on one side only?)"
+    return "closed during the handshake (not a ZeroMQ peer, or the other side wants CURVE?)"
+
+
+class ConsumerWatch:
+    """Counts consumers through the socket monitor: the only way a PUSH socket tells
+    you who is connected. A consumer counts once its ZMTP handshake has succeeded,
+    which is when PUSH starts giving it orders."""
+
+    EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILURES
+
+    def __init__(self, push: zmq.Socket, name: str, quiet: bool = False, curve: bool = False) -> None:
+        self.push = push
+        self.monitor = push.get_monitor_socket(self.EVENTS)
+        self.name = name
+        self.quiet = quiet
+        self.curve = curve
+        self.handshakes = 0
+        self.next_drain = 0.0
+
+    def drain_if_due(self) -> None:
+        """A producer that never waits still reports events, every POLL_MS (not at
+        every order: that would cost a system call per order)."""
+        if time.monotonic() >= self.next_drain:
+            self.drain()
+
+    def drain(self) -> None:
+        """Read every pending monitor event (without blocking) and report it."""
+        self.next_drain = time.monotonic() + POLL_MS / 1000
+        for event, value, _ in pending_events(self.monitor):
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.handshakes += 1
+                if not self.quiet:
+                    say(f"{self.name}: consumer connected ({self.handshakes} so far)")
+            elif event == zmq.EVENT_DISCONNECTED:
+                if not self.quiet:
+                    say(f"{self.name}: a connection closed")
+            else:  # a failed handshake: that peer gets no orders
+                error(f"{self.name}: refused a connection: {handshake_failure(event, value, self.curve)}")
+
+    def close(self) -> None:
+        self.push.disable_monitor()
+        self.monitor.close(linger=0)
+
+
+class ProducerLinks:
+    """Watches a rider's connections to its producers through the socket monitor.
+
+    ZeroMQ reconnects by itself after a network error (a producer restarting, say),
+    but not after a protocol error: a message over MAX_ORDER_BYTES, a refused CURVE
+    key, CURVE on one side only. Then it gives up on that producer for good and tells
+    the application nothing. The monitor tells us; we say why, and dial again.
+    """
+
+    EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | HANDSHAKE_FAILURES
+    GIVE_UP_S = 0.5  # after a disconnect, ZeroMQ's own retry shows up well within this
+    REDIAL_S = 2.0  # how often to try again a producer that refused our handshake
+
+    def __init__(self, pull: zmq.Socket, name: str, curve: bool = False) -> None:
+        self.pull = pull
+        self.name = name
+        self.curve = curve
+        self.monitor = pull.get_monitor_socket(self.EVENTS)
+        self.poller = zmq.Poller()
+        self.poller.register(pull, zmq.POLLIN)
+        self.poller.register(self.monitor, zmq.POLLIN)
+        self.redial: dict[str, tuple[float, str]] = {}  # endpoint -> (when, why)
+        self.troubled: set[str] = set()  # endpoints whose handshake failure we reported
+        self.next_service = 0.0
+
+    def wait(self, timeout_ms: int) -> None:
+        """Wait for a message or a connection event, then deal with the events."""
+        self.poller.poll(timeout_ms)
+        self.service()
+
+    def service_if_due(self) -> None:
+        """For a busy rider, which never waits: look at the events every POLL_MS."""
+        if time.monotonic() >= self.next_service:
+            self.service()
+
+    def service(self) -> None:
+        self.next_service = time.monotonic() + POLL_MS / 1000
+        for event, value, endpoint in pending_events(self.monitor):
+            self.on_event(event, value, endpoint)
+        for endpoint, (when, why) in list(self.redial.items()):
+            if time.monotonic() >= when:
+                del self.redial[endpoint]
+                if why:
+                    error(f"{self.name}: {why}")
+                with contextlib.suppress(zmq.ZMQError):  # ENOENT: nothing left to disconnect
+                    self.pull.disconnect(endpoint)
+                self.pull.connect(endpoint)
+
+    def on_event(self, event: int, value: int, endpoint: str) -> None:
+        now = time.monotonic()
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.redial.pop(endpoint, None)
+            if endpoint in self.troubled:
+                self.troubled.discard(endpoint)
+                say(f"{self.name}: connected to {endpoint}")
+        elif event == zmq.EVENT_CONNECT_RETRIED:
+            self.redial.pop(endpoint, None)  # ZeroMQ is retrying: a network error
+        elif event == zmq.EVENT_DISCONNECTED:
+            # Unless a CONNECT_RETRIED follows, ZeroMQ has given up: a protocol error.
+            # After a good handshake that means a message it refused to take.
+            why = (
+                f"rejected message: over the {MAX_ORDER_BYTES}-byte limit (or malformed), so ZeroMQ "
+                f"dropped the connection to {endpoint}; reconnecting"
+            )
+            self.redial.setdefault(endpoint, (now + self.GIVE_UP_S, why))
+        else:
+            if endpoint not in self.troubled:  # one line per producer, not one per retry
+                self.troubled.add(endpoint)
+                error(f"{self.name}: {endpoint} refused us: {handshake_failure(event, value, self.curve)}")
+            if event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # ZeroMQ retries that one itself
+                self.redial[endpoint] = (now + self.REDIAL_S, "")
+
+    def close(self) -> None:
+        self.pull.disable_monitor()
+        self.monitor.close(linger=0)
