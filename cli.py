@@ -66,6 +66,12 @@ def error(message: str) -> None:
     sys.stderr.flush()
 
 
+def fail(message: str) -> int:
+    """A SetupError's way out of main(): one line on stderr, exit status 1."""
+    error(message)
+    return 1
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: 0, 1, 2, ... (a bad value becomes argparse's usage error)."""
     value = int(text)

@@ -32,8 +32,8 @@ import time
 
 import zmq
 
-from cli import SetupError, connect, error, non_negative_float, non_negative_int, numeric, say
-from curve import curve_client
+from cli import SetupError, connect, error, fail, non_negative_float, non_negative_int, numeric, say
+from curve import add_curve_options, curve_client, curve_option
 from monitoring import ProducerLinks
 from orders import MAX_ORDER_BYTES, InvalidOrder, completion_record, parse_order, utc_now
 from stopping import POLL_MS, StopFlag
@@ -153,25 +153,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--orders", type=non_negative_int, default=0, help="stop after N orders (default 0: no limit)")
     parser.add_argument("--quiet", action="store_true", help="no line per delivered order")
-    parser.add_argument("--curve-secret", metavar="FILE", help="CURVE: this rider's NAME.key_secret file")
-    parser.add_argument("--curve-server", metavar="FILE", help="CURVE: the producer's public NAME.key file")
+    add_curve_options(
+        parser, "this rider's NAME.key_secret file", "--curve-server", "FILE", "the producer's public NAME.key"
+    )
     args = parser.parse_args(argv)
-    if bool(args.curve_secret) != bool(args.curve_server):
-        parser.error("--curve-secret and --curve-server go together")
+    args.curve = curve_option(parser, args, "--curve-server")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    curve = (args.curve_secret, args.curve_server) if args.curve_secret else None
     try:
         # stop: set by Ctrl-C and SIGTERM; every wait in consume() looks at it.
         consume(
-            args.connect, args.name, args.results, args.speed, stopping.catch_signals(), args.quiet, curve, args.orders
+            args.connect,
+            args.name,
+            args.results,
+            args.speed,
+            stopping.catch_signals(),
+            args.quiet,
+            args.curve,
+            args.orders,
         )
     except SetupError as exc:
-        error(f"{args.name}: {exc}")
-        return 1
+        return fail(f"{args.name}: {exc}")
     return 0
 
 

@@ -11,6 +11,7 @@ bind() or connect().
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import zmq
@@ -18,6 +19,20 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from cli import SetupError
+
+
+def add_curve_options(parser: argparse.ArgumentParser, secret_help: str, peer: str, metavar: str, help: str) -> None:
+    """--curve-secret FILE, and `peer`: --curve-allow DIR (producer) or --curve-server FILE (rider)."""
+    parser.add_argument("--curve-secret", metavar="FILE", help=f"CURVE: {secret_help}")
+    parser.add_argument(peer, metavar=metavar, help=f"CURVE: {help}")
+
+
+def curve_option(parser: argparse.ArgumentParser, args: argparse.Namespace, peer: str) -> tuple[str, str] | None:
+    """The `curve` argument of produce() or consume(): (--curve-secret, `peer`), or None."""
+    pair = (args.curve_secret, getattr(args, peer.lstrip("-").replace("-", "_")))
+    if any(pair) and not all(pair):
+        parser.error(f"--curve-secret and {peer} go together")
+    return pair if all(pair) else None
 
 
 def load_keys(path: str, need_secret: bool = False) -> tuple[bytes, bytes | None]:
@@ -45,12 +60,13 @@ def curve_server(ctx: zmq.Context, push: zmq.Socket, secret_file: str, allow_dir
         raise SetupError(f"--curve-allow {allow_dir}: {exc}") from None
     if not allowed:
         raise SetupError(f"--curve-allow {allow_dir} holds no public key (NAME.key): no rider could connect")
-    try:
-        push.curve_secretkey = secret
-        push.curve_publickey = public
-        push.curve_server = True
-    except zmq.ZMQError as exc:
-        raise SetupError(f"{secret_file}: not a usable CURVE key ({exc.strerror})") from None
+    set_keys(
+        push,
+        f"{secret_file}: not a usable CURVE key",
+        curve_secretkey=secret,
+        curve_publickey=public,
+        curve_server=True,
+    )
     # The authenticator answers libzmq's ZAP requests from a thread of this process.
     # It reads allow_dir now: restart the producer after adding a rider's key.
     auth = ThreadAuthenticator(ctx)
@@ -64,12 +80,17 @@ def curve_client(pull: zmq.Socket, secret_file: str, server_public_file: str) ->
     talk to the real producer."""
     public, secret = load_keys(secret_file, need_secret=True)
     server_public = load_keys(server_public_file)[0]
+    unusable = f"not a usable CURVE key in {secret_file} or {server_public_file}"
+    set_keys(pull, unusable, curve_publickey=public, curve_secretkey=secret, curve_serverkey=server_public)
+
+
+def set_keys(sock: zmq.Socket, unusable: str, **options: bytes | bool | None) -> None:
+    """Set CURVE socket options; a key that libzmq refuses is a SetupError."""
     try:
-        pull.curve_publickey = public
-        pull.curve_secretkey = secret
-        pull.curve_serverkey = server_public
+        for name, value in options.items():
+            setattr(sock, name, value)
     except zmq.ZMQError as exc:
-        raise SetupError(f"not a usable CURVE key in {secret_file} or {server_public_file} ({exc.strerror})") from None
+        raise SetupError(f"{unusable} ({exc.strerror})") from None
 
 
 def make_keys(directory: str, riders: list[str]) -> dict[str, tuple[str, str]]:

@@ -141,6 +141,16 @@ def completion_record(order: dict, rider: str, received_at: str) -> dict:
     }
 
 
+def add_delivery_option(parser: argparse.ArgumentParser, default: tuple[float, float]) -> None:
+    parser.add_argument(
+        "--delivery",
+        type=delivery_range,
+        default=default,
+        metavar="MIN-MAX",
+        help=f"range of simulated delivery seconds (default {default[0]:.1f}-{default[1]:.1f})",
+    )
+
+
 def delivery_range(text: str) -> tuple[float, float]:
     """argparse type for --delivery MIN-MAX (seconds); one number means MIN = MAX."""
     low, _, high = text.partition("-")

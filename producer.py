@@ -35,10 +35,10 @@ from itertools import islice
 
 import zmq
 
-from cli import SetupError, bind, error, non_negative_float, non_negative_int, say
-from curve import curve_server
+from cli import SetupError, bind, fail, non_negative_float, non_negative_int, say
+from curve import add_curve_options, curve_option, curve_server
 from monitoring import ConsumerWatch
-from orders import delivery_range, make_orders, utc_now
+from orders import add_delivery_option, make_orders, utc_now
 from stopping import POLL_MS, StopFlag
 
 # Loopback by default: orders carry customers' names and addresses, so the producer
@@ -145,25 +145,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--wait-consumers", type=non_negative_int, default=0, metavar="K", help="wait for K consumers before sending"
     )
     parser.add_argument("--seed", type=int, help="seed for the orders and their delivery times")
-    parser.add_argument(
-        "--delivery",
-        type=delivery_range,
-        default=(0.2, 1.0),
-        metavar="MIN-MAX",
-        help="range of simulated delivery seconds (default 0.2-1.0)",
-    )
+    add_delivery_option(parser, default=(0.2, 1.0))
     parser.add_argument("--quiet", action="store_true", help="no line per order")
-    parser.add_argument("--curve-secret", metavar="FILE", help="CURVE: this producer's NAME.key_secret file")
-    parser.add_argument("--curve-allow", metavar="DIR", help="CURVE: accept only consumers whose NAME.key is in DIR")
+    add_curve_options(
+        parser,
+        "this producer's NAME.key_secret file",
+        "--curve-allow",
+        "DIR",
+        "accept only consumers whose NAME.key is in DIR",
+    )
     args = parser.parse_args(argv)
-    if bool(args.curve_secret) != bool(args.curve_allow):
-        parser.error("--curve-secret and --curve-allow go together")
+    args.curve = curve_option(parser, args, "--curve-allow")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    curve = (args.curve_secret, args.curve_allow) if args.curve_secret else None
     try:
         produce(
             args.bind,
@@ -175,11 +172,10 @@ def main(argv: list[str] | None = None) -> int:
             args.delivery,
             stop=stopping.catch_signals(),  # set by Ctrl-C and SIGTERM; every wait in produce() looks at it
             quiet=args.quiet,
-            curve=curve,
+            curve=args.curve,
         )
     except SetupError as exc:
-        error(f"{args.name}: {exc}")
-        return 1
+        return fail(f"{args.name}: {exc}")
     return 0
 
 

@@ -38,9 +38,9 @@ import zmq
 
 import consumer
 import producer
-from cli import SetupError, bind, error, non_negative_float, positive_int, say
+from cli import SetupError, bind, error, fail, non_negative_float, positive_int, say
 from curve import make_keys
-from orders import delivery_range
+from orders import add_delivery_option
 from report import Plan, Results, parse_record, report
 from stopping import POLL_MS, StopFlag, child_stop, shielded_children
 
@@ -222,13 +222,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--orders", type=positive_int, default=50, help="orders per producer (default %(default)s)")
     parser.add_argument("--speed", type=non_negative_float, default=1.0, help="multiplies delivery times; 0 = no sleep")
     parser.add_argument("--seed", type=int, default=1, help="seed for the orders (default %(default)s)")
-    parser.add_argument(
-        "--delivery",
-        type=delivery_range,
-        default=(0.1, 1.0),
-        metavar="MIN-MAX",
-        help="delivery seconds (default 0.1-1.0)",
-    )
+    add_delivery_option(parser, default=(0.1, 1.0))
     parser.add_argument("--interval", type=non_negative_float, default=0.0, help="seconds between orders (default 0)")
     parser.add_argument(
         "--crash-consumer",
@@ -255,8 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = run(args, plan, stop)
     except SetupError as exc:
-        error(f"run.py: {exc}")
-        return 1
+        return fail(f"run.py: {exc}")
     if stop.is_set():
         error(f"run.py: interrupted, {len(results.records)} of {len(plan.expected)} orders delivered")
         return 130
