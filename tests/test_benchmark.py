@@ -4,12 +4,15 @@ leaves no process behind. Speed is not asserted: that is what the table is for."
 from __future__ import annotations
 
 import re
+import time
 
+import psutil  # type: ignore[import-untyped]  # no stubs in requirements-dev.txt (types-psutil)
 import pytest
-from conftest import Script, group_members, wait_until
+from conftest import Script, wait_until
 
 SECTIONS = ("throughput", "ratio", "latency", "round-robin", "startup")
 HEADER = ["section", "case", "C", "n", "result", "delivered", "target", "detail"]
+POLL_S = 0.05  # how often to look for the benchmark's processes: a polling interval, not a synchronisation
 
 
 def table_rows(bench: Script) -> list[list[str]]:
@@ -18,10 +21,38 @@ def table_rows(bench: Script) -> list[list[str]]:
     return [row for row in rows if row[0] in SECTIONS]
 
 
+def descendants(pid: int) -> set[int]:
+    """The live processes that `pid` started, directly or not (none once it is gone)."""
+    try:
+        return {child.pid for child in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs: an exited process that nobody has reaped yet (a zombie) does not."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def run_watching_descendants(bench: Script, timeout: float) -> set[int]:
+    """Wait for the benchmark to exit, meanwhile collecting the pids of every process it
+    starts (its children, the fork server's children, run.py's): those seen alive."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while bench.proc.poll() is None and time.monotonic() < deadline:
+        seen |= descendants(bench.pid)
+        time.sleep(POLL_S)
+    assert bench.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, bench.output
+    return seen
+
+
 @pytest.mark.timeout(60)
 def test_quick_benchmark_prints_its_table_and_delivers_every_order(scripts) -> None:
     bench = scripts("benchmarks/bench.py", "--quick")
-    assert bench.wait(timeout=55) == 0, bench.output
+    started = run_watching_descendants(bench, timeout=55)
     assert any(re.split(r"\s{2,}", line.strip()) == HEADER for line in bench.stdout), bench.output
     rows = table_rows(bench)
     assert {row[0] for row in rows} == set(SECTIONS), bench.output
@@ -55,5 +86,9 @@ def test_quick_benchmark_prints_its_table_and_delivers_every_order(scripts) -> N
         assert re.search(re.escape(step) + r" \d+\.\d", costs), (step, bench.output)
     assert "Traceback" not in bench.output
 
-    # It ran its children in its own process group (the fixture's): all gone now.
-    wait_until(lambda: not group_members(bench.pid), timeout=5, what="the benchmark's children to exit")
+    # Every process it started is gone: its children, and theirs (the fork server's,
+    # run.py's). Not vacuous: each run of the round-robin rows alone starts 10 riders.
+    assert len(started) >= 10, started
+    wait_until(
+        lambda: not any(alive(pid) for pid in started), timeout=5, what=f"its processes {sorted(started)} to exit"
+    )
