@@ -2,6 +2,17 @@
 
 Every wait here is "until this is true, or fail after a deadline": no sleep is used to
 synchronise anything.
+
+Portability: the helpers work on Windows, macOS and Linux. A script's processes are
+found by a tag in their environment (see Script.processes), not by process group or
+/proc. Tests that need POSIX signals (SIGINT or SIGTERM sent to a pid or a process
+group, a SIGINT inherited as ignored) carry the posix_signals mark and are skipped on
+Windows, where sending a signal to a process is TerminateProcess, not a Ctrl-C.
+
+Type checks, per platform, from the project's folder (MYPYPATH: the tests import
+conftest and each other as top-level modules):
+
+    MYPYPATH=tests mypy --platform linux tests      # and win32, darwin
 """
 
 from __future__ import annotations
@@ -13,9 +24,12 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO, Any, TypeVar
 
+import psutil  # type: ignore[import-untyped]  # no stubs in requirements-dev.txt (types-psutil)
 import pytest
 import zmq
 
@@ -24,40 +38,121 @@ sys.path.insert(0, str(ROOT))
 
 LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"
 
+# Every process a Script starts, and everything that process starts in turn (spawned
+# children, the fork server and its children, the resource tracker), inherits this
+# variable with the Script's own value: that is how a test finds them on any platform.
+TAG_VARIABLE = "PIPELINE_TEST_TAG"
 
-def wait_until(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
-    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
+# A folder whose sitecustomize.py makes the Python started with it on PYTHONPATH look
+# like Windows (see tests/test_portability.py).
+SIMULATED_WINDOWS = Path(__file__).resolve().parent / "simulated_windows"
+
+posix_signals = pytest.mark.skipif(
+    sys.platform == "win32",
+    reason="needs POSIX signals (SIGINT/SIGTERM to a pid or a process group, SIGINT inherited as ignored); "
+    "on Windows send_signal() and os.kill() are TerminateProcess, not a Ctrl-C",
+)
+
+# A shell that starts a job in the background without job control does this: the job
+# inherits SIGINT as ignored (through exec). POSIX only; a trampoline rather than
+# preexec_fn, which is not safe in a process with threads (the test's readers, zmq's).
+IGNORING_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+T = TypeVar("T")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--scripts-dir",
+        default=str(ROOT),
+        help="run the scripts (run.py, producer.py, consumer.py) found in this folder, e.g. an older "
+        "checkout made with git worktree, to see which tests its scripts fail (default: this checkout). "
+        "Write it --scripts-dir=DIR: with a space, pytest takes DIR for a folder of tests too",
+    )
+
+
+def wait_until(
+    condition: Callable[[], T | None], timeout: float = 10.0, what: str | Callable[[], str] = "condition"
+) -> T:
+    """Poll `condition` until it returns something truthy; fail the test after `timeout`.
+    `what` says what was awaited: a string, or a function that says it at that moment."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
         time.sleep(0.01)  # a polling interval, not a synchronisation
+
+
+def tagged_processes(tag: str) -> list[psutil.Process]:
+    """Live processes (zombies excluded) whose environment carries TAG_VARIABLE=tag.
+
+    psutil reads another process's environment on Linux, macOS and Windows alike, for
+    processes of the same user; those it may not read, or that vanish meanwhile, are
+    not ours anyway."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(TAG_VARIABLE) == tag and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def command_line(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return ""
+
+
+def parent_pid(process: psutil.Process) -> int | None:
+    try:
+        return int(process.ppid())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
 
 
 class Script:
     """One of the project's scripts running in its own process, its output collected
-    line by line by reader threads so the test can wait for a line to appear."""
+    line by line by reader threads so the test can wait for a line to appear.
 
-    def __init__(self, *args: str, ignore_sigint: bool = False) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        # A shell that starts a job in the background without job control does this:
-        # the child inherits SIGINT as ignored. Our scripts must still stop on it.
-        preexec = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+    simulate_windows: run it on the simulated Windows (tests/simulated_windows), it and
+    every process it starts. ignore_sigint (POSIX): it inherits SIGINT as ignored."""
+
+    def __init__(
+        self, *args: str, ignore_sigint: bool = False, simulate_windows: bool = False, cwd: Path = ROOT
+    ) -> None:
+        self.args = args
+        self.tag = uuid.uuid4().hex
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", TAG_VARIABLE: self.tag}
+        if simulate_windows:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SIMULATED_WINDOWS), env.get("PYTHONPATH")]))
+        command = [sys.executable, *args]
+        if ignore_sigint:
+            if sys.platform == "win32":
+                raise NotImplementedError("no inherited signal dispositions on Windows: mark the test posix_signals")
+            command = [sys.executable, "-c", IGNORING_SIGINT, *args]
+        # Its own process group (POSIX: session): signals for the group (test_faults)
+        # reach it and its children only, and never the test process.
+        group: dict[str, Any]
+        if sys.platform == "win32":
+            group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+        else:
+            group = {"start_new_session": True}
         self.proc = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # its own process group, so the test can find its children
-            preexec_fn=preexec,
+            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **group
         )
         self.stdout: list[str] = []
         self.stderr: list[str] = []
+        # What processes() has seen of its descendants: pid -> (command line, parent pid).
+        self.seen: dict[int, tuple[str, int | None]] = {}
         self._readers = [
             threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout), daemon=True),
             threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr), daemon=True),
@@ -66,7 +161,7 @@ class Script:
             reader.start()
 
     @staticmethod
-    def _read(stream, lines: list[str]) -> None:
+    def _read(stream: IO[str], lines: list[str]) -> None:
         for line in stream:
             lines.append(line.rstrip("\n"))
 
@@ -74,17 +169,29 @@ class Script:
     def pid(self) -> int:
         return self.proc.pid
 
-    def wait_for_line(self, pattern: str, timeout: float = 10.0, stream: str = "stdout") -> re.Match:
+    def wait_for_line(self, pattern: str, timeout: float = 10.0, stream: str = "stdout") -> re.Match[str]:
         lines = self.stdout if stream == "stdout" else self.stderr
         regex = re.compile(pattern)
 
-        def find() -> re.Match | None:
+        def find() -> re.Match[str] | None:
             return next((m for line in list(lines) if (m := regex.search(line))), None)
 
-        return wait_until(find, timeout, f"{pattern!r} on {stream} of {self.proc.args[1:]}; got {lines[-5:]}")
+        return wait_until(find, timeout, lambda: f"{pattern!r} on {stream} of {list(self.args)}; {self.tail()}")
 
     def signal(self, signum: int = signal.SIGINT) -> None:
+        """POSIX: send it a signal (tests doing this are marked posix_signals)."""
         self.proc.send_signal(signum)
+
+    def signal_group(self, signum: int) -> None:
+        """POSIX: signal its whole process group, children included, as a terminal's
+        Ctrl-C does."""
+        if sys.platform == "win32":
+            raise NotImplementedError("process groups take no signals on Windows: mark the test posix_signals")
+        os.killpg(self.pid, signum)
+
+    def kill(self) -> None:
+        """Kill it outright, no chance to clean up: SIGKILL, or TerminateProcess."""
+        self.proc.kill()
 
     def wait(self, timeout: float = 10.0) -> int:
         """Wait for exit, and for the readers to drain the output."""
@@ -94,42 +201,126 @@ class Script:
         return code
 
     def stop(self) -> None:
+        """Kill it and every process it started that is still there; read the rest of its
+        output (children left alive would keep the pipes open)."""
         if self.proc.poll() is None:
             self.proc.kill()
+        for process in self.processes():
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                continue
         self.wait()
 
     @property
     def output(self) -> str:
         return "\n".join(self.stdout + self.stderr)
 
+    def tail(self) -> str:
+        """Its last lines, for a failure message."""
+        return f"stdout ends {self.stdout[-5:]}, stderr ends {self.stderr[-5:]}"
+
+    # --- its processes, found by tag ---
+
+    def processes(self) -> list[psutil.Process]:
+        """It and every live process it started, directly or not. Each one goes into
+        `seen` with its command line (the latest: one seen between its fork and its exec
+        still shows its parent's) and its parent (the first: once the parent has exited,
+        the process gets another)."""
+        found = tagged_processes(self.tag)
+        for process in found:
+            if process.pid != self.pid:
+                cmdline, ppid = self.seen.get(process.pid, ("", None))
+                ppid = parent_pid(process) if ppid is None else ppid
+                self.seen[process.pid] = (command_line(process) or cmdline, ppid)
+        return found
+
+    def is_worker(self, pid: int) -> bool:
+        """Whether a process it started (and processes() saw) runs a multiprocessing
+        Process: for run.py, a producer or a rider. Told by command line, which works
+        whoever the parent is (on Windows, a virtualenv's python.exe is a launcher whose
+        child runs the script): a spawned worker runs multiprocessing.spawn; a worker forked
+        by the fork server shares the fork server's command line, and has it as its parent.
+        Not workers: the script itself, the fork server, the resource tracker."""
+        cmdline, ppid = self.seen[pid]
+        if "multiprocessing.spawn" in cmdline:
+            return True
+        parent_cmdline = self.seen.get(ppid, ("", None))[0] if ppid is not None else ""
+        return "multiprocessing.forkserver" in cmdline and "multiprocessing.forkserver" in parent_cmdline
+
+    def workers(self) -> list[psutil.Process]:
+        """Its live workers (see is_worker)."""
+        return [process for process in self.processes() if process.pid != self.pid and self.is_worker(process.pid)]
+
+    @property
+    def workers_seen(self) -> list[int]:
+        """Every worker that processes() saw, alive or not by now."""
+        return [pid for pid in self.seen if self.is_worker(pid)]
+
+    def wait_for_workers(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until `count` of its workers have been seen running (not necessarily at
+        once: run.py's producer may be done before the last rider has started)."""
+
+        def seen_enough() -> bool:
+            if self.proc.poll() is not None:
+                self.wait(timeout=2)  # its last lines
+                code = self.proc.returncode
+                pytest.fail(f"{list(self.args)} exited ({code}) having shown {self.seen}; {self.tail()}")
+            self.workers()
+            return len(self.workers_seen) >= count
+
+        wait_until(seen_enough, timeout, lambda: f"{count} workers of {list(self.args)} (seen {self.seen})")
+
+    def watch(self, seconds: float) -> None:
+        """Let it run for `seconds` (less if it exits first), looking at its processes
+        meanwhile so that `seen` has the ones that came and went."""
+        deadline = time.monotonic() + seconds
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self.processes()
+            time.sleep(0.01)  # a polling interval: the moment itself is what the test chose
+
+    def assert_no_process_left(self, workers: int, timeout: float = 5.0) -> None:
+        """It has exited, and so has everything it started (the fork server and the
+        resource tracker follow within moments). Not vacuous: at least `workers` of its
+        workers must have been seen while it ran (wait_for_workers, watch)."""
+        assert self.proc.poll() is not None, f"{list(self.args)} is still running"
+        assert len(self.workers_seen) >= workers, f"saw {len(self.workers_seen)} of {workers} workers: {self.seen}"
+        wait_until(lambda: not self.processes(), timeout, lambda: f"no process of {list(self.args)} left: {self.seen}")
+
+
+Scripts = Callable[..., Script]  # the type of the scripts fixture
+
 
 @pytest.fixture
-def scripts() -> Iterator[Callable[..., Script]]:
-    """Start scripts with scripts("producer.py", "--orders", "3"); all are killed at the end."""
+def scripts(request: pytest.FixtureRequest) -> Iterator[Scripts]:
+    """Start scripts with scripts("producer.py", "--orders", "3"); all are killed at the
+    end, and every process they started."""
     started: list[Script] = []
+    cwd = Path(request.config.getoption("--scripts-dir"))
 
-    def start(*args: str, **kwargs) -> Script:
-        script = Script(*args, **kwargs)
+    def start(*args: str, **kwargs: Any) -> Script:
+        script = Script(*args, cwd=cwd, **kwargs)
         started.append(script)
         return script
 
     yield start
     for script in started:
         script.stop()
-        for pid in group_members(script.pid):
-            os.kill(pid, signal.SIGKILL)
 
 
 def group_members(pgid: int) -> list[int]:
-    """Live processes in a process group (read from /proc: Linux only)."""
+    """POSIX: live processes in a process group. Prefer Script.processes(), which works
+    on every platform and also finds children that left the group; this stays while
+    tests/test_benchmark.py uses it."""
+    if sys.platform == "win32":
+        raise NotImplementedError("no process groups on Windows: use Script.processes()")
     members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for process in psutil.process_iter():
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
     return members
 
 
@@ -140,7 +331,7 @@ def bound_endpoint(script: Script) -> str:
 
 @pytest.fixture
 def ctx() -> Iterator[zmq.Context]:
-    context = zmq.Context()
+    context: zmq.Context = zmq.Context()
     yield context
     context.destroy(linger=0)
 
@@ -160,7 +351,7 @@ class Sink:
                 self.records.append(self.socket.recv_json())
             return len(self.records) >= count
 
-        wait_until(have_enough, timeout, f"{count} completion records (got {len(self.records)})")
+        wait_until(have_enough, timeout, lambda: f"{count} completion records (got {len(self.records)})")
         return self.records
 
 

@@ -1,24 +1,22 @@
 """Faults the scripts survive, and what the pipeline loses when a peer dies.
 
 Each test runs the real scripts in their own processes and breaks something the way
-it breaks in life: a process killed with SIGKILL, a peer that is not there yet, a
-signal at a random moment.
+it breaks in life: a process killed outright (SIGKILL; TerminateProcess on Windows), a
+peer that is not there yet, a signal at a random moment.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
 import re
 import signal
 import socket
 import subprocess
-from pathlib import Path
 
+import psutil  # type: ignore[import-untyped]  # no stubs in requirements-dev.txt (types-psutil)
 import pytest
-from conftest import Sink, group_members, wait_until
-from test_run import assert_no_process_left, report_rows
+from conftest import Script, Sink, posix_signals, wait_until
+from test_run import report_rows
 from test_scripts import start_consumer, start_producer
 
 
@@ -45,7 +43,7 @@ def test_consumers_carry_on_when_the_producer_is_killed_and_restarted(scripts, s
     by_name = endpoint.replace("127.0.0.1", "localhost")
     riders = [start_consumer(scripts, f"rider-{n}", [by_name], sink) for n in (1, 2)]
     wait_until(lambda: len(sink.collect(0)) >= 10, what="orders from the first producer")
-    first.signal(signal.SIGKILL)
+    first.kill()
     first.wait()
     # Both riders reconnect by themselves (every 100 ms); --wait-consumers keeps the
     # first one back from taking the whole burst.
@@ -54,7 +52,7 @@ def test_consumers_carry_on_when_the_producer_is_killed_and_restarted(scripts, s
     )
     assert second.wait(timeout=20) == 0
     from_p2 = wait_until(
-        lambda: len(records := [r for r in sink.collect(0) if r["producer"] == "p2"]) >= 20 and records,
+        lambda: records if len(records := [r for r in sink.collect(0) if r["producer"] == "p2"]) >= 20 else None,
         what="the restarted producer's 20 orders",
     )
     assert sorted(r["order_id"] for r in from_p2) == [f"p2-{n:06d}" for n in range(1, 21)]
@@ -63,11 +61,12 @@ def test_consumers_carry_on_when_the_producer_is_killed_and_restarted(scripts, s
     assert [line for rider in riders for line in rider.stderr] == []  # no false alarm
 
 
+@posix_signals  # the producer is stopped with Ctrl-C (SIGINT), so that every order it sent is final
 def test_a_killed_consumer_loses_its_queue_and_the_others_get_everything_after(scripts, sink: Sink) -> None:
     producer, endpoint = start_producer(scripts, "--interval", "0.01", "--wait-consumers", "3")
     riders = {n: start_consumer(scripts, f"rider-{n}", [endpoint], sink) for n in (1, 2, 3)}
     wait_until(lambda: len(sink.collect(0)) >= 15, what="the first orders")
-    riders[3].signal(signal.SIGKILL)
+    riders[3].kill()
     riders[3].wait()
     producer.wait_for_line("a connection closed")  # the producer noticed the death
     closed_at = next(i for i, line in enumerate(producer.stdout) if "a connection closed" in line)
@@ -78,7 +77,7 @@ def test_a_killed_consumer_loses_its_queue_and_the_others_get_everything_after(s
     sent_after = [m.group(1) for line in producer.stdout[closed_at:] if (m := re.search(r"sent (p1-\d+)", line))]
     assert len(sent_after) >= 30
     delivered = wait_until(
-        lambda: (ids := {r["order_id"] for r in sink.collect(0)}) >= set(sent_after) and ids,
+        lambda: ids if (ids := {r["order_id"] for r in sink.collect(0)}) >= set(sent_after) else None,
         what="every order sent after the death",
     )
     assert {r["consumer"] for r in sink.records if r["order_id"] in sent_after} == {"rider-1", "rider-2"}
@@ -87,6 +86,13 @@ def test_a_killed_consumer_loses_its_queue_and_the_others_get_everything_after(s
 
 def test_run_py_crash_consumer_reports_the_lost_orders(scripts) -> None:
     run = scripts("run.py", "--crash-consumer", "--consumers", "4", "--orders", "40", "--speed", "0.05")
+    run.wait_for_workers(5)
+    check_crash_consumer_report(run)
+
+
+def check_crash_consumer_report(run: Script) -> None:
+    """run.py --crash-consumer --consumers 4 --orders 40: rider-1 killed outright, its
+    queued orders reported lost, every other order delivered once, nothing left running."""
     assert run.wait(timeout=30) == 0, run.output
     lost_line = next(line for line in run.stdout if line.startswith("lost with rider-1"))
     lost = lost_line.split(": ", 1)[1].split()
@@ -95,7 +101,8 @@ def test_run_py_crash_consumer_reports_the_lost_orders(scripts) -> None:
     assert rows["rider-1"][0] + len(lost) == 10  # its round-robin share: delivered or lost
     assert "every other order delivered exactly once: yes" in run.stdout
     assert any(line.rstrip().endswith("(killed)") and line.startswith("rider-1") for line in run.stdout)
-    assert_no_process_left(run)
+    assert "Traceback" not in run.output
+    run.assert_no_process_left(workers=5)
 
 
 def test_ten_thousand_orders_through_ten_riders_exactly_once(scripts) -> None:
@@ -124,6 +131,7 @@ def signal_trial(trial: int) -> tuple[signal.Signals, float, bool]:
 SIGNAL_TRIALS = [signal_trial(trial) for trial in range(20)]
 
 
+@posix_signals
 @pytest.mark.parametrize(
     ("signum", "delay", "to_group"),
     SIGNAL_TRIALS,
@@ -134,10 +142,11 @@ def test_a_signal_at_any_moment_ends_run_py_cleanly(scripts, signum: signal.Sign
     the signals go to run.py alone (kill), half to its whole process group, children
     included, as Ctrl-C in a terminal does."""
     run = scripts("run.py", "--consumers", "4", "--orders", "16", "--speed", "0.2")
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        run.wait(timeout=delay)  # the chosen moment (unless run.py has finished already)
+    run.watch(delay)  # the chosen moment (unless run.py has finished already)
+    printed = list(run.stdout)
+    run.workers()  # a last look: every rider that had printed before it is still there, or was seen
     if to_group:
-        os.killpg(run.pid, signum)
+        run.signal_group(signum)
     else:
         run.signal(signum)
     try:
@@ -146,25 +155,56 @@ def test_a_signal_at_any_moment_ends_run_py_cleanly(scripts, signum: signal.Sign
         pytest.fail(f"run.py still running 3 s after {signum.name}:\n{run.output}")
     assert code in (0, 130), run.output  # 0 only if it had already finished
     assert "Traceback" not in run.output
-    wait_until(lambda: not group_members(run.pid), timeout=3, what="no process left")
+    # Not vacuous: each rider that had started by then was seen while it ran.
+    started = {line.split(":")[0] for line in printed if re.match(r"rider-\d+: connecting to", line)}
+    run.assert_no_process_left(workers=len(started), timeout=3)
+
+
+def riders_alone(run: Script, count: int) -> list[psutil.Process]:
+    """run.py's riders, once its producer (the other worker) has exited."""
+    return wait_until(lambda: w if len(w := run.workers()) == count else None, what=f"{count} riders alone")
 
 
 def test_run_py_fails_when_a_rider_dies_unplanned(scripts) -> None:
     run = scripts("run.py", "--consumers", "3", "--orders", "30", "--speed", "0.5")
-    run.wait_for_line("p1: sent 30 orders")  # the producer is done: the fork server's children are riders now
+    run.wait_for_line("p1: sent 30 orders")  # the producer is done: once it has exited, the workers are riders
     run.wait_for_line(r"rider-\d delivered")
-
-    def riders() -> list[int]:
-        server = next(
-            pid for pid in group_members(run.pid) if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        )
-        return [pid for pid in group_members(run.pid) if parent(pid) == server]
-
-    os.kill(wait_until(riders, what="the riders' pids")[0], signal.SIGKILL)
+    riders = riders_alone(run, 3)
+    riders[0].kill()  # outright: SIGKILL, or TerminateProcess on Windows
     assert run.wait(timeout=30) == 1, run.output  # lost orders that no demo explains
     assert any(line.endswith("(died)") for line in run.stdout)
-    assert_no_process_left(run)
+    run.assert_no_process_left(workers=3)
 
 
-def parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+def test_the_children_are_found_by_tag_and_stop_by_themselves_when_run_py_is_killed(scripts) -> None:
+    """What the "no process left" checks stand on. The tag finds exactly run.py's process
+    tree: every descendant psutil knows of, and nothing else. And it finds a child that is
+    left behind: with run.py killed outright, a rider held suspended (it can't exit) is
+    still found, while the others stop by themselves (their end of the stop pipe reads
+    EOF) and are gone; once resumed, it stops by itself as well. (The fork server and the
+    resource tracker wait for it: it holds their pipes too.)"""
+    run = scripts("run.py", "--consumers", "3", "--orders", "200", "--speed", "1")
+    run.wait_for_line("p1: sent 200 orders")  # once the producer has exited, the workers are riders
+    riders = riders_alone(run, 3)
+
+    def tree() -> set[int]:
+        return {run.pid, *(child.pid for child in psutil.Process(run.pid).children(recursive=True))}
+
+    tagged = wait_until(
+        lambda: found if (found := {p.pid for p in run.processes()}) == tree() else None, what="tagged = tree"
+    )
+    assert len(tagged) >= 1 + 3  # run.py and the riders (POSIX: the resource tracker too, and maybe the fork server)
+    held = riders[0]
+    held.suspend()
+    try:
+        run.kill()
+        assert run.proc.wait(timeout=10) != 0  # not run.wait(): the held rider keeps the output pipe open
+        others = {p.pid for p in riders[1:]}
+        found = wait_until(
+            lambda: None if others & (pids := {p.pid for p in run.processes()}) else pids, what="the others to stop"
+        )
+        assert held.pid in found  # found although run.py, its parent, is gone
+    finally:
+        held.resume()
+    run.assert_no_process_left(workers=3)
+    run.wait()  # now the output pipe is closed: the readers are done

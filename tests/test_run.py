@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
 
 import pytest
-from conftest import Script, group_members, wait_until
+from conftest import Script, posix_signals
 
 ROW = re.compile(r"^(rider-\d+)\s+(\d+)\s+[\d.]+((?:\s+\d+)*)\s+#*(  \((killed|died)\))?$")
 
@@ -18,27 +19,39 @@ def report_rows(script: Script) -> dict[str, list[int]]:
     }
 
 
-def assert_no_process_left(script: Script) -> None:
-    # run.py ran in its own process group: its riders, producers and the fork server
-    # must all be gone once it has exited (the fork server follows within moments).
-    wait_until(lambda: not group_members(script.pid), timeout=5, what="run.py's children to exit")
+def check_even_spread(run: Script, orders: int, consumers: int) -> None:
+    """run.py --orders N --consumers C (one producer) ended well: every order once, the
+    even spread, a line per delivery, and nothing left running."""
+    assert run.wait(timeout=30) == 0, run.output
+    rows = report_rows(run)
+    assert sorted(rows) == sorted(f"rider-{n}" for n in range(1, consumers + 1))
+    counts = [count for count, *_ in rows.values()]
+    assert sum(counts) == orders and max(counts) - min(counts) <= 1
+    assert "delivered exactly once: yes" in run.stdout
+    spread = int(orders % consumers != 0)
+    assert f"spread: max - min orders per rider = {spread}" in run.stdout
+    assert len([line for line in run.stdout if " delivered p1-" in line]) == orders  # a line per delivery
+    assert "Traceback" not in run.output
+    run.assert_no_process_left(workers=consumers + 1)
+
+
+def check_interrupted(run: Script, orders: int, workers: int) -> None:
+    """run.py stopped by a signal: 130, its one line, no traceback, nothing left running."""
+    assert run.wait(timeout=3) == 130
+    assert "Traceback" not in run.output
+    assert re.search(rf"run.py: interrupted, \d+ of {orders} orders delivered", run.output)
+    run.assert_no_process_left(workers)
 
 
 def test_ten_riders_get_an_even_share_and_every_order_once(scripts) -> None:
     run = scripts("run.py", "--orders", "53", "--speed", "0.05")
-    assert run.wait(timeout=30) == 0, run.output
-    rows = report_rows(run)
-    assert sorted(rows) == sorted(f"rider-{n}" for n in range(1, 11))
-    counts = [orders for orders, *_ in rows.values()]
-    assert sum(counts) == 53 and max(counts) - min(counts) <= 1
-    assert "delivered exactly once: yes" in run.stdout
-    assert "spread: max - min orders per rider = 1" in run.stdout
-    assert len([line for line in run.stdout if " delivered p1-" in line]) == 53  # a line per delivery
-    assert_no_process_left(run)
+    run.wait_for_workers(11)  # 10 riders and the producer
+    check_even_spread(run, orders=53, consumers=10)
 
 
 def test_two_producers_are_fair_queued_and_spread_evenly(scripts) -> None:
     run = scripts("run.py", "--producers", "2", "--consumers", "4", "--orders", "21", "--speed", "0.05")
+    run.wait_for_workers(6)
     assert run.wait(timeout=30) == 0, run.output
     rows = report_rows(run)
     assert len(rows) == 4
@@ -47,18 +60,17 @@ def test_two_producers_are_fair_queued_and_spread_evenly(scripts) -> None:
         assert sum(split) == 21 and max(split) - min(split) <= 1
     assert "delivered exactly once: yes" in run.stdout
     assert "spread per producer: p1 1, p2 1" in run.stdout
-    assert_no_process_left(run)
+    run.assert_no_process_left(workers=6)
 
 
+@posix_signals
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_run_py_and_every_child(scripts, signum: int) -> None:
     run = scripts("run.py", "--orders", "200", "--speed", "1")
+    run.wait_for_workers(11)
     run.wait_for_line(r"delivered p1-")  # mid-run
     run.signal(signum)
-    assert run.wait(timeout=3) == 130
-    assert "Traceback" not in run.output
-    assert re.search(r"run.py: interrupted, \d+ of 200 orders delivered", run.output)
-    assert_no_process_left(run)
+    check_interrupted(run, orders=200, workers=11)
 
 
 def test_run_py_works_when_the_default_port_is_taken(scripts) -> None:
@@ -67,5 +79,6 @@ def test_run_py_works_when_the_default_port_is_taken(scripts) -> None:
     run = scripts("run.py", "--consumers", "2", "--orders", "4", "--speed", "0")
     assert run.wait(timeout=30) == 0, run.output
     assert "delivered exactly once: yes" in run.stdout
-    blocker.signal(signal.SIGINT)
-    assert blocker.wait() == 0
+    if sys.platform != "win32":  # and Ctrl-C still stops the blocker cleanly (POSIX signals)
+        blocker.signal(signal.SIGINT)
+        assert blocker.wait() == 0

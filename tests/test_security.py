@@ -6,8 +6,9 @@ import contextlib
 import selectors
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import zmq.auth
@@ -87,11 +88,12 @@ class Relay:
         selector.register(server, selectors.EVENT_READ, client)
         while not self.done.is_set():
             for key, _ in selector.select(timeout=0.1):
-                data = key.fileobj.recv(65536)
+                source = cast(socket.socket, key.fileobj)  # registered above: sockets only
+                data = source.recv(65536)
                 if not data:
                     self.done.set()
                     break
-                if key.fileobj is server:
+                if source is server:
                     self.recorded += data
                 key.data.sendall(data)
         for sock in (client, server, self.listener):
@@ -103,7 +105,7 @@ class Relay:
 
 
 @pytest.fixture
-def relay_to() -> Iterator:
+def relay_to() -> Iterator[Callable[[str], Relay]]:
     relays = []
 
     def make(target: str) -> Relay:
