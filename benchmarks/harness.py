@@ -442,7 +442,7 @@ def parse_args(argv: list[str] | None, sections: Sequence[str]) -> argparse.Name
     parser = argparse.ArgumentParser(description="Benchmark the ZeroMQ PUSH/PULL pipeline (see benchmarks/bench.py).")
     parser.add_argument("--quick", action="store_true", help="fewer, smaller runs: all of it in about 10 s")
     parser.add_argument("--only", choices=list(sections), action="append", help="run only this section (repeatable)")
-    parser.add_argument("--scale", type=float, help="round robin: ideal run, s (default 2, --quick 0.4)")
+    parser.add_argument("--scale", type=float, help="round robin: ideal run, s (default 2, --quick 0.3)")
     parser.add_argument("--rate", type=float, default=1000.0, help="latency: orders per second (default 1000)")
     parser.add_argument("--seed", type=int, default=1, help="seed for the orders (default %(default)s)")
     args = parser.parse_args(argv)

@@ -139,7 +139,7 @@ def run_dispatcher(orders: list[dict], workers: int, speed: float, timeout: floa
 
 
 def bench_round_robin(cfg: argparse.Namespace, table: Table) -> None:
-    scale = cfg.scale or (0.4 if cfg.quick else 2.0)  # seconds: how long the ideal run takes
+    scale = cfg.scale or (0.3 if cfg.quick else 2.0)  # seconds: how long the ideal run takes
     n, timeout, seeds = ROUND_ROBIN_ORDERS, scale * 4 + 30, range(1, MODEL_SEEDS + 1)
     for distribution in ("uniform", "exponential"):
         times = delivery_times(distribution, cfg.seed)

@@ -144,7 +144,10 @@ def bench_startup(cfg: argparse.Namespace, table: Table) -> None:
         "joined."
     )
     if "forkserver" in available:
-        note += f" run.py preloads {FORKSERVER_PRELOAD}: on Python <= 3.12 '__main__' alone is ignored (gh-126631)."
+        note += (
+            f" run.py preloads {FORKSERVER_PRELOAD}. Before Python 3.13.8 the fork server skips '__main__' (gh-126631):"
+            " each child imports it again, and 'preload __main__' alone preloads nothing."
+        )
     if missing := sorted({method for method, _ in PROBES} - set(available)):
         note += f" No {' or '.join(missing)} row: not a start method on this platform."
     table.notes.append(note)
