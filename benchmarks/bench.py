@@ -4,7 +4,7 @@ Runs the project's own code (producer.produce, consumer.consume, run.py) in real
 processes, next to bare pyzmq ceilings, and prints one table. Each section is a module
 of its own, named for what it measures, and runs alone too (python benchmarks/latency.py):
 
-1. throughput.py: orders/s, C = 1 and 10: full = produce() -> C x consume(speed=0, orders=N/C);
+1. throughput.py: orders/s, C = 1 and 10: full = produce() -> C x consume(speed=0);
    full + sink = the same with completion records to a results sink, as run.py; bare bytes
    and bare json ceilings; the ratios; under the table, what each step of an order costs.
 2. latency.py: p50/p99 at a fixed rate (--rate): bare pyzmq, and produce -> consume.

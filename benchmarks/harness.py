@@ -293,14 +293,26 @@ def project_producer(
 def project_consumer(
     stop_pipe: Connection, endpoint: str, shared: Any, index: int, options: dict, tap_created_at: bool
 ) -> None:
-    """consume() as run.py runs it; tap_created_at adds the order's created_at to its records."""
+    """consume() as run.py runs it, until stopped. Each delivery is counted and stamped in `shared`
+    as it happens (about 0.4 us an order); tap_created_at adds the order's created_at to its records."""
     stop = child_setup(stop_pipe)
-    record = consumer.completion_record
+    slot, count = 2 + 3 * index, 0
+    record, real_deliver = consumer.completion_record, consumer.deliver
     if tap_created_at:
         consumer.completion_record = lambda order, *args: dict(record(order, *args), created_at=order["created_at"])
+
+    def deliver(order: dict, speed: float, stop: stopping.StopFlag) -> bool:  # replaces consumer.deliver
+        nonlocal count
+        if not real_deliver(order, speed, stop):
+            return False
+        count += 1
+        shared[slot : slot + 2] = [count, time.perf_counter()]
+        return True
+
+    consumer.deliver = deliver
     began = cpu_s()
     delivered = consumer.consume([endpoint], f"rider-{index + 1}", stop=stop, **options)
-    shared[2 + 3 * index : 5 + 3 * index] = [delivered, time.perf_counter(), cpu_s() - began]
+    shared[slot], shared[slot + 2] = delivered, cpu_s() - began  # its own count, the same as ours
 
 
 def run_project(
@@ -314,10 +326,14 @@ def run_project(
     times: list[float] | None = None,
     tap: bool = False,
 ) -> Run:
-    """produce() of n orders -> c processes running consume() at `speed`. No sink: each
-    consume() returns after n / c orders (wait_consumers=c makes round robin split them
-    exactly: see throughput.py), counted by what they return. With a sink, as run.py: each
-    consumer PUSHes completion records to a PULL here, counted by their order ids."""
+    """produce() of n orders -> c processes running consume() at `speed`, until all n are
+    delivered. No sink: counted by the consumers as they deliver (see project_consumer), and
+    by what consume() returns. With a sink, as run.py: each consumer PUSHes completion
+    records to a PULL here, counted by their order ids.
+
+    Not consume(orders=n/c): a consumer that stops at its share disconnects, and a PUSH that
+    loses a peer while it still sends reorders its peers, so the split is not exact: now and
+    then one consumer would wait forever for its last order while another has one too many."""
     options = {"name": "p1", "orders": n, "interval": interval, "wait_consumers": c, "seed": seed, "delivery": UNIFORM}
     rider: dict[str, Any] = {"speed": speed, "quiet": True}
     raw: list[bytes] = []
@@ -335,17 +351,15 @@ def run_project(
         last[1] += cpu_s() - began
         return len(raw) >= n
 
-    def all_returned(shared: Any) -> bool:
+    def all_delivered(shared: Any) -> bool:
         time.sleep(0.005)
-        return min(shared[2::3]) >= 0
+        return sum(max(0.0, c) for c in shared[2::3]) >= n
 
     try:
         if sink:
             rider["results"] = bind(pull, LOOPBACK)
-        else:
-            rider["orders"] = n // c
         source, sinks = (project_producer, options, times), (project_consumer, rider, tap)
-        shared = run_children(source, sinks, c, collect if sink else all_returned, timeout)
+        shared = run_children(source, sinks, c, collect if sink else all_delivered, timeout)
     finally:
         pull.close(linger=0)
         ctx.term()

@@ -3,7 +3,7 @@
 Why: to know what limits the pipeline. Each row runs in real processes, one per side,
 for C = 1 and 10 consumers:
 
-- full: produce() -> C x consume(speed=0, orders=N/C), no results sink;
+- full: produce() -> C x consume(speed=0), no results sink, until all N are delivered;
 - full + sink: the same with a completion record per order to a results sink, as run.py;
 - bare bytes and bare json: bare pyzmq moving a message of an order's size, and
   send_json -> recv_json of an order: the ceilings that the project's code runs under;
@@ -55,15 +55,13 @@ def step_costs(seed: int, quick: bool) -> str:
 
 
 def bench_throughput(cfg: argparse.Namespace, table: Table) -> None:
-    # full orders: divisible by 10, and at most 2000 per consumer at C = 10: PUSH skips a consumer only
-    # while its queue is full (SNDHWM + RCVHWM = 2000, plus kernel buffers), so round robin splits exactly.
     sizes = (1, 4_000, 50_000, 10_000) if cfg.quick else (3, 20_000, 400_000, 100_000)
     repeats, full_orders, bare_orders, json_orders = sizes
     progress("throughput: per-step cost (timeit)")
     table.notes.append(step_costs(cfg.seed, cfg.quick))
     size = harness.typical_order_bytes(cfg.seed)
     cases = {  # kind: (case, messages, what bare pyzmq sends; None: the project's code)
-        "full": ("full: produce -> consume(orders=N/C), no sink", full_orders, None),
+        "full": ("full: produce -> consume(), no sink", full_orders, None),
         "sink": ("full + completion records to a sink, as run.py", full_orders, None),
         "bytes": (f"bare bytes: PUSH -> PULL of {size} B", bare_orders, b"x" * size),
         "json": ("bare json: send_json -> recv_json of an order", json_orders, harness.sample_order(cfg.seed)),
@@ -101,8 +99,9 @@ def bench_throughput(cfg: argparse.Namespace, table: Table) -> None:
             table.add("ratio", f"full / bare {kind}", c, "-", f"{ratio:.3f}", "-", target, detail)
     table.notes.append(
         "throughput: each side its own process. Clock: the producer starts sending (C handshakes done, stamped in "
-        "its process) -> the last consume() returns (full), the last record reaches the sink (full + sink), the last "
-        "message is received (bare). Counted: the sum of consume()'s returns (full), the records' order ids (+ sink). "
+        "its process) -> the last order is delivered (full, stamped by its consumer), the last record reaches the sink "
+        "(full + sink), the last message is received (bare). Counted: the sum of consume()'s returns (full), the "
+        "records' order ids (+ sink). "
         "CPU us/msg: producer + consumers (+ sink), I/O threads included. The ratios use the full row."
     )
 
