@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import psutil  # type: ignore[import-untyped]  # no stubs in requirements-dev.txt (types-psutil)
+import psutil
 import pytest
 import zmq
 

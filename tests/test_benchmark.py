@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 
-import psutil  # type: ignore[import-untyped]  # no stubs in requirements-dev.txt (types-psutil)
+import psutil
 import pytest
 from conftest import Script, wait_until
 

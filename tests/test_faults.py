@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 
-import psutil  # type: ignore[import-untyped]  # no stubs in requirements-dev.txt (types-psutil)
+import psutil
 import pytest
 from conftest import Script, Sink, posix_signals, wait_until
 from test_run import report_rows
