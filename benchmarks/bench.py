@@ -11,8 +11,9 @@ of its own, named for what it measures, and runs alone too (python benchmarks/la
 3. round_robin.py: round robin versus a load-aware ROUTER/REQ dispatcher, 100 orders on 10 riders.
 4. startup.py: run.py's "run.py overhead" line; 10 ZeroMQ processes per start method.
 
-harness.py holds what they share: the table, the child processes, and the two runs
-(produce -> consume, bare PUSH -> PULL) that the first three sections time.
+harness.py holds what they share: the table, the child processes, the command line;
+pipelines.py the two runs (produce -> consume, bare PUSH -> PULL) that the first three
+sections time.
 
     python benchmarks/bench.py            # about a minute
     python benchmarks/bench.py --quick    # about 10 s on 2 cores

@@ -22,7 +22,9 @@ import sys
 from collections.abc import Sequence
 
 import harness
-from harness import MP, RIDERS, Table, epoch, percentile, progress, run_bare, run_project
+import pipelines
+from harness import MP, RIDERS, Table, epoch, percentile, progress
+from pipelines import run_bare, run_project
 
 
 def p50_p99(us: Sequence[float]) -> str:
@@ -34,7 +36,7 @@ def bench_latency(cfg: argparse.Namespace, table: Table) -> None:
     count, timeout = max(100, int(cfg.rate * seconds)), seconds * 2 + 30
     progress(f"latency: bare pyzmq, {count} messages at {cfg.rate:g}/s")
     samples = MP.Array("d", count, lock=False)
-    bare = run_bare(count, 1, b"x" * harness.typical_order_bytes(cfg.seed), timeout, rate=cfg.rate, samples=samples)
+    bare = run_bare(count, 1, b"x" * pipelines.typical_order_bytes(cfg.seed), timeout, rate=cfg.rate, samples=samples)
     us = sorted(samples[: bare.delivered])
     table.add("latency", f"bare PUSH -> PULL at {cfg.rate:g}/s: p50 / p99", 1, len(us), p50_p99(us))
     for c in (1, RIDERS):

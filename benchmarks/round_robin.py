@@ -31,7 +31,8 @@ from multiprocessing.connection import Connection
 
 import harness  # first: it puts the repository on sys.path (for consumer and orders, below)
 import zmq
-from harness import LOOPBACK, RIDERS, UNIFORM, BenchError, Children, Table, epoch, percentile, progress, run_project
+from harness import LOOPBACK, RIDERS, UNIFORM, BenchError, Children, Table, epoch, percentile, progress
+from pipelines import run_project
 
 from cli import bind
 from consumer import deliver

@@ -27,7 +27,9 @@ import timeit
 from collections.abc import Callable
 
 import harness  # first: it puts the repository on sys.path (for orders, below)
-from harness import RIDERS, UNIFORM, Run, Table, progress, run_bare, run_project
+import pipelines
+from harness import RIDERS, UNIFORM, Table, progress
+from pipelines import Run, run_bare, run_project
 
 from orders import make_orders, parse_order, utc_now
 
@@ -35,7 +37,7 @@ from orders import make_orders, parse_order, utc_now
 def step_costs(seed: int, quick: bool) -> str:
     """What each step of an order costs, timed with timeit in this process (~0.4 s, --quick ~0.1 s)."""
     number, repeat = (500, 3) if quick else (2000, 5)
-    orders, order = make_orders("p1", seed, UNIFORM), harness.sample_order(seed)
+    orders, order = make_orders("p1", seed, UNIFORM), pipelines.sample_order(seed)
     data = json.dumps(order).encode()
     steps: dict[str, Callable[[], object]] = {
         "make_orders next()": lambda: next(orders),
@@ -59,12 +61,12 @@ def bench_throughput(cfg: argparse.Namespace, table: Table) -> None:
     repeats, full_orders, bare_orders, json_orders = sizes
     progress("throughput: per-step cost (timeit)")
     table.notes.append(step_costs(cfg.seed, cfg.quick))
-    size = harness.typical_order_bytes(cfg.seed)
+    size = pipelines.typical_order_bytes(cfg.seed)
     cases = {  # kind: (case, messages, what bare pyzmq sends; None: the project's code)
         "full": ("full: produce -> consume(), no sink", full_orders, None),
         "sink": ("full + completion records to a sink, as run.py", full_orders, None),
         "bytes": (f"bare bytes: PUSH -> PULL of {size} B", bare_orders, b"x" * size),
-        "json": ("bare json: send_json -> recv_json of an order", json_orders, harness.sample_order(cfg.seed)),
+        "json": ("bare json: send_json -> recv_json of an order", json_orders, pipelines.sample_order(cfg.seed)),
     }
     rates: dict[tuple[str, int], float] = {}
     full_cpu_us: dict[int, float] = {}
