@@ -9,11 +9,23 @@ never interleave mid-line.
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
+import os
 import re
 import socket
 import sys
 
-import zmq
+try:
+    import zmq
+except ModuleNotFoundError:  # the usual first stumble: not in the virtualenv
+    sys.exit(
+        "pyzmq is not installed for this Python: activate the project's virtualenv "
+        "(. .venv/bin/activate, or .venv\\Scripts\\Activate.ps1 on Windows), "
+        "or pip install -r requirements.txt"
+    )
+
+import stopping
 
 
 class SetupError(Exception):
@@ -22,20 +34,53 @@ class SetupError(Exception):
 
 def bind(sock: zmq.Socket, endpoint: str) -> str:
     """Bind and return the real endpoint (port 0 means "any free port")."""
+    check_form(endpoint, "bind")
     try:
         sock.bind(endpoint)
     except zmq.ZMQError as exc:
-        raise SetupError(f"cannot bind {endpoint}: {zmq.strerror(exc.errno or 0)}") from None
+        raise SetupError(f"cannot bind {endpoint}: {reason(exc, endpoint)}") from None
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
 def connect(sock: zmq.Socket, endpoint: str) -> None:
     # connect() succeeds even when nobody is listening yet: ZeroMQ connects in the
     # background and retries until a peer binds. Only a malformed endpoint fails here.
+    check_form(endpoint, "connect to")
     try:
         sock.connect(endpoint)
     except zmq.ZMQError as exc:
-        raise SetupError(f"cannot connect to {endpoint}: {zmq.strerror(exc.errno or 0)}") from None
+        raise SetupError(f"cannot connect to {endpoint}: {reason(exc, endpoint)}") from None
+
+
+def check_form(endpoint: str, verb: str) -> None:
+    """ZeroMQ says only "Invalid argument" for `5558` or `localhost:5557`: say what it wants."""
+    if "://" not in endpoint:
+        raise SetupError(f"cannot {verb} {endpoint}: {expected_form(endpoint)}")
+
+
+def reason(exc: zmq.ZMQError, endpoint: str) -> str:
+    text = zmq.strerror(exc.errno or 0)
+    return f"{text} ({expected_form(endpoint)})" if exc.errno == errno.EINVAL else text
+
+
+def expected_form(endpoint: str) -> str:
+    """The form an endpoint takes, with the user's own host or port in the example."""
+    host, _, port = endpoint.rpartition("://")[2].rpartition(":")
+    if not port.isdigit():
+        host, port = "", "5557"
+    return f"expected tcp://HOST:PORT, such as tcp://{host or '127.0.0.1'}:{port}"
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether only this machine can reach a bound endpoint (tcp://127.0.0.1:5557 yes,
+    tcp://0.0.0.0:5557 no; ipc:// and inproc:// are local by nature)."""
+    if not endpoint.startswith("tcp://"):
+        return True
+    host = endpoint[len("tcp://") :].rpartition(":")[0].strip("[]")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def numeric(endpoint: str) -> str:
@@ -55,15 +100,35 @@ def numeric(endpoint: str) -> str:
 
 def say(line: str) -> None:
     """Print one line with a single write, so that lines from many processes sharing
-    a terminal never interleave mid-line (print() writes the newline separately)."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    a terminal never interleave mid-line (print() writes the newline separately).
+
+    When nobody reads our output any more (`python run.py | head -3`, or quitting
+    `less`), the script stops, quietly: as after Ctrl-C, but with EXIT_OUTPUT_CLOSED."""
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except OSError as exc:
+        # A closed pipe: EPIPE on POSIX; on Windows EINVAL as often as EPIPE.
+        if exc.errno not in (errno.EPIPE, errno.EINVAL):
+            raise
+        # Point stdout at the null device, or Python's final flush at exit would
+        # fail again and print a complaint.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        stopping.STOP.output_closed = True
+        stopping.STOP.set()
 
 
 def error(message: str) -> None:
     """One line on stderr: how every script reports what went wrong."""
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
+
+
+def plural(count: int, noun: str) -> str:
+    """1 order, 2 orders."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def fail(message: str) -> int:
@@ -74,21 +139,27 @@ def fail(message: str) -> int:
 
 def non_negative_int(text: str) -> int:
     """argparse type: 0, 1, 2, ... (a bad value becomes argparse's usage error)."""
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return value
 
 
 def positive_int(text: str) -> int:
     value = non_negative_int(text)
     if value == 0:
-        raise argparse.ArgumentTypeError("must be >= 1, got 0")
+        raise argparse.ArgumentTypeError("expected a whole number >= 1, got '0'")
     return value
 
 
 def non_negative_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
     if not 0 <= value < float("inf"):  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value

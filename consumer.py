@@ -30,9 +30,10 @@ if __name__ == "__main__":
 import argparse
 import time
 
+from cli import SetupError, connect, error, fail, non_negative_float, non_negative_int, numeric, plural, say
+
 import zmq
 
-from cli import SetupError, connect, error, fail, non_negative_float, non_negative_int, numeric, say
 from curve import add_curve_options, curve_client, curve_option
 from monitoring import ProducerLinks
 from orders import MAX_ORDER_BYTES, InvalidOrder, completion_record, parse_order, utc_now
@@ -55,18 +56,18 @@ def consume(
     limit); return how many were delivered. results: where to PUSH a completion record
     per delivery. curve: (our NAME.key_secret file, the producer's public NAME.key file)."""
     stop = stop or StopFlag()
+    endpoints = [numeric(endpoint) for endpoint in endpoints or [DEFAULT_CONNECT]]
     # One context per process, made here, after any fork or spawn.
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
     pull.maxmsgsize = MAX_ORDER_BYTES  # a bigger message is a protocol error: see ProducerLinks
     sink = ctx.socket(zmq.PUSH) if results else None
-    links = ProducerLinks(pull, name, curve=bool(curve))  # before connect(): see every event
+    links = ProducerLinks(pull, name, endpoints, curve=bool(curve))  # before connect(): see every event
     delivered = 0
     try:
         if curve:
             curve_client(pull, *curve)
         # One PULL socket, many connects: ZeroMQ fair-queues between the producers.
-        endpoints = [numeric(endpoint) for endpoint in endpoints or [DEFAULT_CONNECT]]
         for endpoint in endpoints:
             connect(pull, endpoint)
         if sink and results:
@@ -94,7 +95,7 @@ def consume(
                 )
             if sink:
                 report(sink, completion_record(order, name, received_at), name)
-        say(f"{name}: {'stopped' if stop.is_set() else 'done'}, delivered {delivered} orders")
+        say(f"{name}: {'stopped' if stop.is_set() else 'done'}, delivered {plural(delivered, 'order')}")
         return delivered
     finally:
         # Orders still queued in this PULL socket are lost when we go: that is the
@@ -108,15 +109,14 @@ def consume(
 
 def receive(pull: zmq.Socket, links: ProducerLinks, stop: StopFlag) -> list[bytes] | None:
     """The next message, or None once stopped. Never blocks for more than POLL_MS, so
-    Ctrl-C is noticed even while no order comes (a plain recv() would hang there)."""
+    Ctrl-C is noticed even while no order comes (a plain recv() would hang there).
+
+    poll() before every recv(), not recv(NOBLOCK) first: polling is when a PULL socket
+    looks at all its connections again. A backlogged rider that only polls when recv()
+    finds nothing reads one producer's queue dry while the other's waits."""
     while not stop.is_set():
-        try:
-            frames = pull.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            links.wait(POLL_MS)
-            continue
-        links.service_if_due()
-        return frames
+        if links.wait(POLL_MS):
+            return pull.recv_multipart(zmq.NOBLOCK)
     return None
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 
+from cli import SetupError, error, is_loopback
+
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
-
-from cli import SetupError
 
 
 def add_curve_options(parser: argparse.ArgumentParser, secret_help: str, peer: str, metavar: str, help: str) -> None:
@@ -33,6 +33,15 @@ def curve_option(parser: argparse.ArgumentParser, args: argparse.Namespace, peer
     if any(pair) and not all(pair):
         parser.error(f"--curve-secret and {peer} go together")
     return pair if all(pair) else None
+
+
+def warn_if_exposed(name: str, bound: str, encrypted: bool) -> None:
+    """Plain TCP beyond loopback lets anyone who reaches the port take orders: say so, once."""
+    if not encrypted and not is_loopback(bound):
+        error(
+            f"{name}: warning: {bound} is open to other machines, without CURVE: anyone who can reach it "
+            "can take orders and read them (README, Security)"
+        )
 
 
 def load_keys(path: str, need_secret: bool = False) -> tuple[bytes, bytes | None]:

@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Iterator
+
+from cli import error, plural, say
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from cli import error, say
 from orders import MAX_ORDER_BYTES
 from stopping import POLL_MS
+
+SILENT_S = 3.0  # how long a script waits for a peer in silence before it says so, once
+REFUSALS_EVERY_S = 10.0  # how often a producer sums up the refusals it did not print
 
 HANDSHAKE_FAILURES = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -66,6 +71,17 @@ class ConsumerWatch:
         self.curve = curve
         self.handshakes = 0
         self.next_drain = 0.0
+        self.endpoint = ""  # where riders connect, once bound
+        self.since = time.monotonic()
+        self.nudged = False
+        self.said: set[str] = set()  # the kinds of refusal said once already
+        self.refused = Counter[str]()  # reason -> refusals since the last summary
+        self.closing_refused = 0  # refused connections whose DISCONNECTED is still to come
+        self.next_summary = 0.0
+
+    def bound(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.since = time.monotonic()
 
     def drain_if_due(self) -> None:
         """A producer that never waits still reports events, every POLL_MS (not at
@@ -75,19 +91,58 @@ class ConsumerWatch:
 
     def drain(self) -> None:
         """Read every pending monitor event (without blocking) and report it."""
-        self.next_drain = time.monotonic() + POLL_MS / 1000
+        now = time.monotonic()
+        self.next_drain = now + POLL_MS / 1000
         for event, value, _ in pending_events(self.monitor):
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.handshakes += 1
                 if not self.quiet:
                     say(f"{self.name}: consumer connected ({self.handshakes} so far)")
             elif event == zmq.EVENT_DISCONNECTED:
-                if not self.quiet:
+                if self.closing_refused:
+                    self.closing_refused -= 1  # a refused peer going: said already
+                elif not self.quiet:
                     say(f"{self.name}: a connection closed")
-            else:  # a failed handshake: that peer gets no orders
-                error(f"{self.name}: refused a connection: {handshake_failure(event, value, self.curve)}")
+            else:
+                self.closing_refused += 1
+                self.refuse(event, value, now)
+        if self.refused and now >= self.next_summary:
+            self.sum_up_refusals()
+            self.next_summary = now + REFUSALS_EVERY_S
+
+    def sum_up_refusals(self) -> None:
+        for reason, count in self.refused.items():
+            error(f"{self.name}: refused {plural(count, 'more connection')}: {reason}")
+        self.refused.clear()
+
+    def refuse(self, event: int, value: int, now: float) -> None:
+        """A failed handshake: that peer gets no orders. A refused rider dials again every
+        few seconds, so the first refusal of a kind is said, the next ones counted."""
+        reason = handshake_failure(event, value, self.curve)
+        if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and not self.curve:
+            # Nothing was refused: the peer went away mid-handshake (a rider that quit
+            # at once, or something that does not speak ZeroMQ).
+            if not self.quiet:
+                say(f"{self.name}: a connection closed during its handshake")
+        elif reason in self.said:
+            self.refused[reason] += 1
+        else:
+            self.said.add(reason)
+            self.next_summary = now + REFUSALS_EVERY_S
+            error(f"{self.name}: refused a connection: {reason}")
+
+    def nudge(self, wanted: int) -> None:
+        """Say once, when we have waited SILENT_S for consumers, what we are waiting for."""
+        if self.handshakes < wanted and not self.nudged and time.monotonic() - self.since > SILENT_S:
+            self.nudged = True
+            have = f"{self.handshakes} of {wanted} consumers" if self.handshakes else "no consumer"
+            say(
+                f"{self.name}: {have} after {SILENT_S:g} s; ZeroMQ keeps waiting; "
+                f"riders connect with: python consumer.py --connect {self.endpoint}"
+            )
 
     def close(self) -> None:
+        self.sum_up_refusals()
         self.push.disable_monitor()
         self.monitor.close(linger=0)
 
@@ -105,10 +160,12 @@ class ProducerLinks:
     GIVE_UP_S = 0.5  # after a disconnect, ZeroMQ's own retry shows up well within this
     REDIAL_S = 2.0  # how often to try again a producer that refused our handshake
 
-    def __init__(self, pull: zmq.Socket, name: str, curve: bool = False) -> None:
+    def __init__(self, pull: zmq.Socket, name: str, endpoints: list[str], curve: bool = False) -> None:
         self.pull = pull
         self.name = name
         self.curve = curve
+        self.unheard = set(endpoints)  # producers we have not reached yet
+        self.since = time.monotonic()
         self.monitor = pull.get_monitor_socket(self.EVENTS)
         self.poller = zmq.Poller()
         self.poller.register(pull, zmq.POLLIN)
@@ -117,20 +174,26 @@ class ProducerLinks:
         self.troubled: set[str] = set()  # endpoints whose handshake failure we reported
         self.next_service = 0.0
 
-    def wait(self, timeout_ms: int) -> None:
-        """Wait for a message or a connection event, then deal with the events."""
-        self.poller.poll(timeout_ms)
-        self.service()
-
-    def service_if_due(self) -> None:
-        """For a busy rider, which never waits: look at the events every POLL_MS."""
-        if time.monotonic() >= self.next_service:
+    def wait(self, timeout_ms: int) -> bool:
+        """Wait for a message or a connection event, deal with the events, and say
+        whether a message is waiting."""
+        ready = dict(self.poller.poll(timeout_ms))
+        if self.monitor in ready or time.monotonic() >= self.next_service:
             self.service()
+        return self.pull in ready
 
     def service(self) -> None:
         self.next_service = time.monotonic() + POLL_MS / 1000
         for event, value, endpoint in pending_events(self.monitor):
+            self.unheard.discard(endpoint)  # connected, or refused and said so
             self.on_event(event, value, endpoint)
+        if self.unheard and time.monotonic() - self.since > SILENT_S:
+            for endpoint in sorted(self.unheard):
+                say(
+                    f"{self.name}: no producer at {endpoint} yet; ZeroMQ keeps retrying; "
+                    "is it running, and on this port?"
+                )
+            self.unheard.clear()  # once
         for endpoint, (when, why) in list(self.redial.items()):
             if time.monotonic() >= when:
                 del self.redial[endpoint]

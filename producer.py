@@ -33,10 +33,11 @@ import json
 from collections.abc import Callable
 from itertools import islice
 
+from cli import SetupError, bind, fail, non_negative_float, non_negative_int, plural, say
+
 import zmq
 
-from cli import SetupError, bind, fail, non_negative_float, non_negative_int, say
-from curve import add_curve_options, curve_option, curve_server
+from curve import add_curve_options, curve_option, curve_server, warn_if_exposed
 from monitoring import ConsumerWatch
 from orders import add_delivery_option, make_orders, utc_now
 from stopping import POLL_MS, StopFlag
@@ -78,8 +79,10 @@ def produce(
     try:
         auth = curve_server(ctx, push, *curve) if curve else None
         bound = bind(push, endpoint)
+        watch.bound(bound)
         if on_bound:
             on_bound(bound)
+        warn_if_exposed(name, bound, encrypted=bool(curve))
         say(f"{name}: bound {bound}" + (f", waiting for {wait_consumers} consumers" if wait_consumers else ""))
         if not wait_for_consumers(watch, wait_consumers, stop):
             return sent
@@ -94,7 +97,7 @@ def produce(
             watch.drain_if_due()
             if interval and stop.wait(interval):
                 break
-        say(f"{name}: {'stopped, ' if stop.is_set() else ''}sent {sent} orders")
+        say(f"{name}: {'stopped, ' if stop.is_set() else ''}sent {plural(sent, 'order')}")
         return sent
     finally:
         watch.close()
@@ -112,6 +115,7 @@ def wait_for_consumers(watch: ConsumerWatch, wanted: int, stop: StopFlag) -> boo
     while watch.handshakes < wanted and not stop.is_set():
         watch.monitor.poll(POLL_MS)
         watch.drain()
+        watch.nudge(wanted)
     return not stop.is_set()
 
 
@@ -130,6 +134,7 @@ def send_when_ready(push: zmq.Socket, watch: ConsumerWatch, data: bytes, stop: S
             # Wake up for the socket becoming writable or for a monitor event.
             zmq.select([watch.monitor], [push], [], POLL_MS / 1000)
             watch.drain()
+            watch.nudge(1)
     return False
 
 

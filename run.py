@@ -34,15 +34,16 @@ import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
+from cli import SetupError, bind, error, fail, non_negative_float, positive_int, say
+
 import zmq
 
 import consumer
 import producer
-from cli import SetupError, bind, error, fail, non_negative_float, positive_int, say
 from curve import make_keys
 from orders import add_delivery_option
 from report import Plan, Results, parse_record, report
-from stopping import POLL_MS, StopFlag, child_stop, shielded_children
+from stopping import EXIT_OUTPUT_CLOSED, POLL_MS, StopFlag, child_stop, shielded_children
 
 LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"  # port 0: the OS picks a free one
 JOIN_TIMEOUT_S = 1.5  # how long a stopped child may take before it is killed
@@ -123,10 +124,12 @@ def producer_process(stop_pipe: Connection, endpoint_pipe: Connection, options: 
     except SetupError as exc:
         error(f"{options['name']}: {exc}")
         sys.exit(1)
+    stopping.exit(0)  # EXIT_OUTPUT_CLOSED if nobody reads our output any more
 
 
 def consumer_process(stop_pipe: Connection, options: dict) -> None:
     consumer.consume(stop=child_stop(stop_pipe), **options)
+    stopping.exit(0)
 
 
 def rider_names(args: argparse.Namespace) -> list[str]:
@@ -180,6 +183,10 @@ def collect(
             last_record = time.monotonic()
             if args.crash_consumer and not results.killed and len(results.records) >= len(plan.expected) // 4:
                 results.killed = crash_rider(riders[0])
+        if any(p.exitcode == EXIT_OUTPUT_CLOSED for p in producers + riders):
+            stop.output_closed = True  # nobody reads the output we share with the children
+            stop.set()
+            break
         if any(p.exitcode not in (None, 0) for p in producers):
             error("run.py: a producer failed; stopping")
             break
@@ -251,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         results = run(args, plan, stop)
     except SetupError as exc:
         return fail(f"run.py: {exc}")
+    if stop.output_closed:
+        return 1  # quietly: stopping.exit() makes it EXIT_OUTPUT_CLOSED
     if stop.is_set():
         error(f"run.py: interrupted, {len(results.records)} of {len(plan.expected)} orders delivered")
         return 130

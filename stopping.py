@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 # Ctrl-C prompt and costs nothing measurable.
 POLL_MS = 100
 
+# The exit status when stdout was closed under us (`python run.py | head`): what a shell
+# reports for a program that a closed pipe ended (128 + SIGPIPE).
+EXIT_OUTPUT_CLOSED = 141
+
 STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM]  # Ctrl-C, and `kill` or a service manager
 if sys.platform == "win32":
     STOP_SIGNALS.append(signal.SIGBREAK)  # Ctrl-Break in a Windows console
@@ -48,6 +52,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.stopped = False
+        self.output_closed = False  # why: nobody reads our output any more (see cli.say)
 
     def set(self) -> None:
         self.stopped = True
@@ -86,11 +91,11 @@ def ignore_signals() -> None:
 
 
 def exit(status: int) -> None:
-    """The scripts' last line. Once main() has returned a stop signal changes nothing, so
-    ignore them: one that came while Python shuts down, its handlers gone, would turn
-    a finished run into death by signal."""
+    """The scripts' last line (and run.py's children's). Once main() has returned a stop
+    signal changes nothing, so ignore them: one that came while Python shuts down, its
+    handlers gone, would turn a finished run into death by signal."""
     ignore_signals()
-    sys.exit(status)
+    sys.exit(EXIT_OUTPUT_CLOSED if STOP.output_closed else status)
 
 
 def child_stop(pipe: Connection) -> StopFlag:
@@ -98,16 +103,15 @@ def child_stop(pipe: Connection) -> StopFlag:
     of `pipe` (or dies, which closes it too). A Ctrl-C in a terminal or a Windows console
     reaches every process attached to it: run.py alone decides what happens then."""
     ignore_signals()
-    stop = StopFlag()
 
     def watch() -> None:
         with contextlib.suppress(EOFError, OSError):
             while True:
                 pipe.recv()  # run.py never writes: this returns only at EOF, by raising
-        stop.set()
+        STOP.set()
 
     threading.Thread(target=watch, name="stop-watch", daemon=True).start()
-    return stop
+    return STOP
 
 
 # The one platform check. POSIX has signal masks; Windows, and the Windows that the

@@ -32,6 +32,8 @@ from itertools import islice
 from multiprocessing.connection import Connection
 from typing import Any
 
+from cli import bind
+
 import zmq
 
 # harness first: it puts the repository on sys.path (for consumer, producer and orders, below)
@@ -40,7 +42,6 @@ from harness import LOOPBACK, MP, UNIFORM, BenchError, Children, child_setup, cp
 import consumer
 import producer
 import stopping
-from cli import bind
 from monitoring import ConsumerWatch
 from orders import make_orders, utc_now
 

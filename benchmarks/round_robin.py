@@ -29,12 +29,13 @@ from collections.abc import Sequence
 from itertools import islice
 from multiprocessing.connection import Connection
 
+from cli import bind
+
 import harness  # first: it puts the repository on sys.path (for consumer and orders, below)
 import zmq
 from harness import LOOPBACK, RIDERS, UNIFORM, BenchError, Children, Table, epoch, percentile, progress
 from pipelines import run_project
 
-from cli import bind
 from consumer import deliver
 from orders import MAX_DELIVERY_S, make_orders, parse_order, utc_now
 

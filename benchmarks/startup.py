@@ -28,12 +28,13 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from cli import bind
+
 import harness  # first: it puts the repository on sys.path (for run and stopping, below)
 import zmq
 from harness import LOOPBACK, REPO, RIDERS, Table, join_or_kill, progress, run_command, wait_handshakes
 
 import stopping
-from cli import bind
 from run import FORKSERVER_PRELOAD
 
 START_METHOD = harness.START_METHOD
