@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from cli import say
+
 from orders import make_orders
 
 BAR_WIDTH = 30  # characters in the busiest rider's bar in the report
