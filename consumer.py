@@ -85,7 +85,7 @@ def consume(
                 continue
             started = time.monotonic()
             if not deliver(order, speed, stop):
-                error(f"{name}: stopped while delivering {order['order_id']}: not delivered")
+                say(f"{name}: stopped while delivering {order['order_id']}: not delivered")
                 break
             delivered += 1
             if not quiet:

@@ -185,7 +185,8 @@ class ProducerLinks:
     def service(self) -> None:
         self.next_service = time.monotonic() + POLL_MS / 1000
         for event, value, endpoint in pending_events(self.monitor):
-            self.unheard.discard(endpoint)  # connected, or refused and said so
+            if event & (zmq.EVENT_HANDSHAKE_SUCCEEDED | HANDSHAKE_FAILURES):
+                self.unheard.discard(endpoint)  # connected, or refused (and said so)
             self.on_event(event, value, endpoint)
         if self.unheard and time.monotonic() - self.since > SILENT_S:
             for endpoint in sorted(self.unheard):

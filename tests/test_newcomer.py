@@ -1,0 +1,279 @@
+"""What a newcomer meets when trying the scripts: each test here failed on the code before
+it was fixed (a closed pipe, an early Ctrl-C, silent waits, endpoint typos, fair queueing
+that starved a producer, a log flooded by a refused rider, small wording)."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import zmq.auth
+from conftest import (
+    LOOPBACK_ANY_PORT,
+    ROOT,
+    TAG_VARIABLE,
+    Scripts,
+    Sink,
+    posix_signals,
+    tagged_processes,
+    wait_until,
+)
+from test_faults import free_tcp_endpoint
+from test_scripts import start_consumer, start_producer
+
+EXIT_OUTPUT_CLOSED = 141
+
+
+@pytest.fixture
+def scripts_dir(request: pytest.FixtureRequest) -> Path:
+    """Where the scripts are: this checkout, or --scripts-dir (see conftest)."""
+    return Path(request.config.getoption("--scripts-dir"))
+
+
+def run_into_closed_pipe(args: list[str], lines: int, cwd: Path = ROOT) -> tuple[int, str, str]:
+    """`python ARGS | head -LINES`: read that many lines, close the pipe, and return the
+    script's exit status (within a deadline), its stderr, and its tag (for leftovers)."""
+    tag = uuid.uuid4().hex
+    env = {**os.environ, TAG_VARIABLE: tag}
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout and proc.stderr
+    for _ in range(lines):
+        assert proc.stdout.readline()
+    proc.stdout.close()  # what head does once it has its lines
+    try:
+        code = proc.wait(timeout=10)  # it hung for good before
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        for process in tagged_processes(tag):
+            process.kill()
+        pytest.fail(f"{args} still running 10 s after its stdout closed")
+    return code, proc.stderr.read(), tag
+
+
+@pytest.mark.parametrize("lines", [3, 30])
+def test_run_py_into_a_closed_pipe_ends_promptly_and_quietly(lines: int, scripts_dir: Path) -> None:
+    code, stderr, tag = run_into_closed_pipe(["run.py", "--speed", "0.2"], lines, scripts_dir)
+    assert code == EXIT_OUTPUT_CLOSED
+    assert stderr == ""  # no traceback, no BrokenPipeError, no "refused a connection"
+    wait_until(lambda: not tagged_processes(tag), 5, "no process of run.py left")
+
+
+def test_a_rider_into_a_closed_pipe_stops_quietly(scripts: Scripts, scripts_dir: Path) -> None:
+    producer, endpoint = start_producer(scripts, "--interval", "0", "--quiet")
+    code, stderr, _ = run_into_closed_pipe(["consumer.py", "--connect", endpoint, "--speed", "0"], 5, scripts_dir)
+    assert (code, stderr) == (EXIT_OUTPUT_CLOSED, "")
+
+
+# --- an early Ctrl-C ---
+
+
+def our_frames(traceback: str) -> list[str]:
+    """The source lines of this project's files in a traceback, except the first statement
+    of a script (`import stopping`) and stopping.py's own imports: a signal that lands
+    there came before the script could catch it, while Python was still starting it."""
+    ours = []
+    for path, line in re.findall(r'File "([^"]+)", line (\d+)', traceback):
+        file = Path(path)
+        if file.parent != ROOT:
+            continue
+        text = file.read_text().splitlines()[int(line) - 1]
+        starting = text == "import stopping" or (file.name == "stopping.py" and re.match(r"(import|from) \S+", text))
+        if not starting:
+            ours.append(f"{file.name}:{line}: {text.strip()}")
+    return ours
+
+
+EARLY = [round(random.Random(trial).uniform(0.02, 0.12), 3) for trial in range(12)]
+
+
+@posix_signals
+def test_an_early_ctrl_c_to_the_whole_group_ends_run_py_cleanly(scripts: Scripts) -> None:
+    """Ctrl-C 0.02-0.12 s after start, to run.py and every child, as a terminal sends it.
+    A traceback only counts against us if it shows our code past its first statement."""
+    after_first_line = 0
+    for delay in EARLY:
+        run = scripts("run.py", "--consumers", "4", "--orders", "8", "--speed", "0.2")
+        run.watch(delay)
+        run.signal_group(signal.SIGINT)
+        code = run.wait(timeout=5)
+        assert code in (0, 130, -signal.SIGINT), (delay, code, run.output)
+        assert not our_frames(run.output), (delay, our_frames(run.output), run.output)
+        if "Traceback" not in run.output:
+            after_first_line += 1
+            assert code != -signal.SIGINT, run.output  # once our handler is in, it is a flag
+        run.assert_no_process_left(workers=0)
+    # Not vacuous: most moments land after run.py's first statement (~25 ms in).
+    assert after_first_line >= len(EARLY) // 2
+
+
+# --- silent waits ---
+
+
+def test_a_rider_with_no_producer_says_so_once_and_keeps_waiting(scripts: Scripts, sink: Sink) -> None:
+    endpoint = free_tcp_endpoint()
+    rider = start_consumer(scripts, "rider-1", [endpoint], sink)
+    hint = f"rider-1: no producer at {endpoint} yet; ZeroMQ keeps retrying; is it running, and on this port?"
+    rider.wait_for_line(re.escape(hint), timeout=6)
+    rider.watch(1.0)  # more silence: still one line
+    assert rider.stdout.count(hint) == 1
+    producer = scripts("producer.py", "--bind", endpoint, "--orders", "3", "--interval", "0")
+    assert len(sink.collect(3)) == 3  # it kept waiting, and delivers once the producer is there
+    assert producer.wait() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "have"), [(["--wait-consumers", "2"], "no consumer"), ([], "no consumer")], ids=["waiting", "in-send"]
+)
+def test_a_producer_with_no_consumer_says_so_once_and_keeps_waiting(
+    scripts: Scripts, sink: Sink, args: list[str], have: str
+) -> None:
+    producer, endpoint = start_producer(scripts, "--orders", "2", "--interval", "0", *args)
+    hint = f"p1: {have} after 3 s; ZeroMQ keeps waiting; riders connect with: python consumer.py --connect {endpoint}"
+    producer.wait_for_line(re.escape(hint), timeout=6)
+    for n in (1, 2):
+        start_consumer(scripts, f"rider-{n}", [endpoint], sink)
+    assert len(sink.collect(2)) == 2
+    assert producer.wait() == 0
+    assert producer.stdout.count(hint) == 1
+
+
+def test_a_producer_that_has_some_consumers_says_how_many(scripts: Scripts, sink: Sink) -> None:
+    producer, endpoint = start_producer(scripts, "--orders", "2", "--wait-consumers", "2")
+    start_consumer(scripts, "rider-1", [endpoint], sink)
+    producer.wait_for_line(re.escape("p1: 1 of 2 consumers after 3 s; ZeroMQ keeps waiting"), timeout=6)
+
+
+# --- endpoints ---
+
+
+def test_binding_beyond_loopback_without_curve_warns_once(scripts: Scripts) -> None:
+    producer = scripts("producer.py", "--bind", "tcp://*:0", "--orders", "1")
+    bound = producer.wait_for_line(r"bound (tcp://\S+)").group(1)
+    producer.wait_for_line("is open to other machines", stream="stderr")
+    assert producer.stderr == [
+        f"p1: warning: {bound} is open to other machines, without CURVE: anyone who can reach it "
+        "can take orders and read them (README, Security)"
+    ]
+
+
+def test_binding_beyond_loopback_with_curve_does_not_warn(scripts: Scripts, tmp_path: Path) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    _, secret = zmq.auth.create_certificates(tmp_path, "platform")
+    zmq.auth.create_certificates(allowed, "rider")
+    producer = scripts(
+        "producer.py", "--bind", "tcp://*:0", "--curve-secret", str(secret), "--curve-allow", str(allowed)
+    )
+    producer.wait_for_line(r"bound tcp://0\.0\.0\.0:")
+    producer.kill()
+    producer.wait()
+    assert producer.stderr == []
+
+
+# --- fair queueing ---
+
+
+def test_a_backlogged_rider_takes_two_producers_in_turn(scripts: Scripts, sink: Sink) -> None:
+    """p1's orders wait in the rider's queue when p2 starts sending. A rider that polls
+    before every receive alternates from then on; one that tried recv() first (the code
+    before) read p1's backlog dry first: every one of p1's orders, then p2's."""
+    common = ["--orders", "16", "--interval", "0", "--wait-consumers", "1", "--delivery", "0.05", "--quiet"]
+    first, endpoint1 = start_producer(scripts, "--name", "p1", *common)
+    endpoint2 = free_tcp_endpoint()  # p2 starts once p1's backlog is there
+    rider = start_consumer(scripts, "rider-1", [endpoint1, endpoint2], sink, "--speed", "1")
+    sink.collect(2)
+    second = scripts("producer.py", "--bind", endpoint2, "--name", "p2", "--seed", "2", *common)
+    order = [r["producer"] for r in sink.collect(32, timeout=20)]
+    first_p2 = order.index("p2")
+    assert first_p2 < 16, order  # p2's orders did not wait for p1's backlog
+    window = order[first_p2 : first_p2 + 10]
+    assert window.count("p1") >= 4 and window.count("p2") >= 4, order
+    assert first.wait() == 0 and second.wait() == 0
+    rider.kill()
+
+
+# --- a refused rider retries: said once, counted after ---
+
+
+@posix_signals
+def test_a_refused_riders_retries_are_counted_not_printed(scripts: Scripts, tmp_path: Path) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    _, secret = zmq.auth.create_certificates(tmp_path, "platform")
+    zmq.auth.create_certificates(allowed, "rider")
+    producer, endpoint = start_producer(scripts, "--curve-secret", str(secret), "--curve-allow", str(allowed))
+    rogue = scripts("consumer.py", "--name", "rogue", "--connect", endpoint)  # no CURVE: ZeroMQ retries it itself
+    producer.wait_for_line("refused a connection: security mismatch", stream="stderr")
+    rogue.wait_for_line("refused us", stream="stderr")
+    producer.watch(1.5)  # the rogue retries meanwhile
+    rogue.kill()
+    producer.signal(signal.SIGINT)
+    assert producer.wait() == 0
+    # A plain rider against CURVE is refused as a "security mismatch" or a failed handshake,
+    # depending on timing: each reason is said once, and its retries are summed up at exit.
+    firsts = [m.group(1) for line in producer.stderr if (m := re.fullmatch(r"p1: refused a connection: (.+)", line))]
+    counted = {
+        m.group(2): int(m.group(1))
+        for line in producer.stderr
+        if (m := re.fullmatch(r"p1: refused (\d+) more connections?: (.+)", line))
+    }
+    assert firsts and len(firsts) == len(set(firsts)), producer.stderr
+    assert set(counted) <= set(firsts), producer.stderr
+    assert len(firsts) + sum(counted.values()) >= 3, producer.stderr  # it did retry: the count is not vacuous
+    assert len(producer.stderr) == len(firsts) + len(counted), producer.stderr
+    assert not any("a connection closed" in line for line in producer.stdout), producer.stdout
+
+
+# --- small things ---
+
+
+def test_one_order_is_singular(scripts: Scripts, sink: Sink) -> None:
+    producer, endpoint = start_producer(scripts, "--orders", "1", "--wait-consumers", "1")
+    rider = start_consumer(scripts, "rider-1", [endpoint], sink, "--orders", "1")
+    assert rider.wait() == 0 and producer.wait() == 0
+    assert rider.stdout[-1] == "rider-1: done, delivered 1 order"
+    assert producer.stdout[-1] == "p1: sent 1 order"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["producer.py", "--orders", "five"], "argument --orders: expected a whole number >= 0, got 'five'"),
+        (["run.py", "--consumers", "0"], "argument --consumers: expected a whole number >= 1, got '0'"),
+        (["consumer.py", "--speed", "fast"], "argument --speed: expected a finite number >= 0, got 'fast'"),
+    ],
+)
+def test_option_errors_name_no_function(scripts: Scripts, args: list[str], message: str) -> None:
+    process = scripts(*args)
+    assert process.wait() == 2
+    assert process.stderr[-1].endswith(message)
+    assert "_int" not in process.output and "_float" not in process.output
+
+
+@pytest.mark.parametrize("script", ["producer.py", "consumer.py", "run.py"])
+def test_a_missing_pyzmq_says_what_to_do(script: str, scripts_dir: Path) -> None:
+    # As in a Python without pyzmq: the import fails (a None in sys.modules makes it so).
+    code = (
+        f"import runpy, sys; sys.modules['zmq'] = None; sys.argv = [{script!r}]; "
+        f"runpy.run_path({script!r}, run_name='__main__')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=scripts_dir, capture_output=True, text=True, timeout=20)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "activate the project's virtualenv" in done.stderr and "pip install -r requirements.txt" in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_a_sink_endpoint_is_checked_too(scripts: Scripts) -> None:
+    rider = scripts("consumer.py", "--connect", LOOPBACK_ANY_PORT.replace(":0", ":9"), "--results", "5559")
+    assert rider.wait() == 1
+    assert rider.stderr == ["rider: cannot connect to 5559: expected tcp://HOST:PORT, such as tcp://127.0.0.1:5559"]
