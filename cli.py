@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Callable
 
 try:
     import zmq
@@ -34,33 +35,27 @@ class SetupError(Exception):
 
 def bind(sock: zmq.Socket, endpoint: str) -> str:
     """Bind and return the real endpoint (port 0 means "any free port")."""
-    check_form(endpoint, "bind")
-    try:
-        sock.bind(endpoint)
-    except zmq.ZMQError as exc:
-        raise SetupError(f"cannot bind {endpoint}: {reason(exc, endpoint)}") from None
+    on_endpoint(sock.bind, endpoint, "bind")
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
 def connect(sock: zmq.Socket, endpoint: str) -> None:
     # connect() succeeds even when nobody is listening yet: ZeroMQ connects in the
     # background and retries until a peer binds. Only a malformed endpoint fails here.
-    check_form(endpoint, "connect to")
-    try:
-        sock.connect(endpoint)
-    except zmq.ZMQError as exc:
-        raise SetupError(f"cannot connect to {endpoint}: {reason(exc, endpoint)}") from None
+    on_endpoint(sock.connect, endpoint, "connect to")
 
 
-def check_form(endpoint: str, verb: str) -> None:
-    """ZeroMQ says only "Invalid argument" for `5558` or `localhost:5557`: say what it wants."""
+def on_endpoint(call: Callable[[str], object], endpoint: str, verb: str) -> None:
+    """bind() or connect(), with a failure as a SetupError that says what went wrong.
+    ZeroMQ says only "Invalid argument" for `5558` or `localhost:5557`: say what it wants."""
     if "://" not in endpoint:
         raise SetupError(f"cannot {verb} {endpoint}: {expected_form(endpoint)}")
-
-
-def reason(exc: zmq.ZMQError, endpoint: str) -> str:
-    text = zmq.strerror(exc.errno or 0)
-    return f"{text} ({expected_form(endpoint)})" if exc.errno == errno.EINVAL else text
+    try:
+        call(endpoint)
+    except zmq.ZMQError as exc:
+        text = zmq.strerror(exc.errno or 0)
+        hint = f" ({expected_form(endpoint)})" if exc.errno == errno.EINVAL else ""
+        raise SetupError(f"cannot {verb} {endpoint}: {text}{hint}") from None
 
 
 def expected_form(endpoint: str) -> str:

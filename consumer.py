@@ -76,23 +76,11 @@ def consume(
         say(f"{name}: connecting to {', '.join(endpoints)}")
         while (not orders or delivered < orders) and (frames := receive(pull, links, stop)) is not None:
             received_at = utc_now() if sink else ""
-            try:
-                if len(frames) != 1:
-                    raise InvalidOrder(f"{len(frames)} frames, expected 1")
-                order = parse_order(frames[0])
-            except InvalidOrder as exc:
-                error(f"{name}: rejected message: {exc}")
-                continue
-            started = time.monotonic()
-            if not deliver(order, speed, stop):
-                say(f"{name}: stopped while delivering {order['order_id']}: not delivered")
+            if (order := accept(frames, name)) is None:
+                continue  # not an order: said why, and on to the next message
+            if not deliver(order, name, speed, stop, quiet):
                 break
             delivered += 1
-            if not quiet:
-                say(
-                    f"{name} delivered {order['order_id']} from {order['producer']} "
-                    f"({order['restaurant']} -> {order['address']}) in {time.monotonic() - started:.2f} s"
-                )
             if sink:
                 report(sink, completion_record(order, name, received_at), name)
         say(f"{name}: {'stopped' if stop.is_set() else 'done'}, delivered {plural(delivered, 'order')}")
@@ -120,10 +108,30 @@ def receive(pull: zmq.Socket, links: ProducerLinks, stop: StopFlag) -> list[byte
     return None
 
 
-def deliver(order: dict, speed: float, stop: StopFlag) -> bool:
+def accept(frames: list[bytes], name: str) -> dict | None:
+    """The order in a message, or None (and one line saying why) if it is not a valid one."""
+    try:
+        if len(frames) != 1:
+            raise InvalidOrder(f"{len(frames)} frames, expected 1")
+        return parse_order(frames[0])
+    except InvalidOrder as exc:
+        error(f"{name}: rejected message: {exc}")
+        return None
+
+
+def deliver(order: dict, name: str, speed: float, stop: StopFlag, quiet: bool) -> bool:
     """Simulate the ride. False if Ctrl-C came first (that order is not delivered)."""
+    started = time.monotonic()
     # stop.wait() rather than time.sleep(): a signal handler can cut it short.
-    return not stop.wait(order["delivery_s"] * speed) if speed else not stop.is_set()
+    if stop.wait(order["delivery_s"] * speed) if speed else stop.is_set():
+        say(f"{name}: stopped while delivering {order['order_id']}: not delivered")
+        return False
+    if not quiet:
+        say(
+            f"{name} delivered {order['order_id']} from {order['producer']} "
+            f"({order['restaurant']} -> {order['address']}) in {time.monotonic() - started:.2f} s"
+        )
+    return True
 
 
 def report(sink: zmq.Socket, record: dict, name: str) -> None:

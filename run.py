@@ -31,7 +31,7 @@ import multiprocessing
 import sys
 import tempfile
 import time
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from cli import SetupError, bind, error, fail, non_negative_float, positive_int, say
@@ -43,7 +43,7 @@ import producer
 from curve import make_keys
 from orders import add_delivery_option
 from report import Plan, Results, parse_record, report
-from stopping import EXIT_OUTPUT_CLOSED, POLL_MS, StopFlag, child_stop, shielded_children
+from stopping import EXIT_OUTPUT_CLOSED, POLL_MS, StopFlag, child_stop, join_or_kill, shielded_children
 
 LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"  # port 0: the OS picks a free one
 JOIN_TIMEOUT_S = 1.5  # how long a stopped child may take before it is killed
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace, plan: Plan, stop: StopFlag) -> Results:
         return collect(sink, plan, producers, riders, stop, args)
     finally:
         stop_children.close()  # every child stops: see child_stop()
-        join_or_kill(producers + riders)
+        join_or_kill(producers + riders, JOIN_TIMEOUT_S, "run.py")
         sink.close(linger=0)
         ctx.term()
         keydir.cleanup()
@@ -140,15 +140,9 @@ def producer_options(args: argparse.Namespace, index: int, curve: tuple[str, str
     """Producer number `index`'s arguments to produce(); its orders go into the plan."""
     name, seed = f"p{index}", args.seed + index
     plan.add(name, seed, args.orders, args.delivery)
-    return {
-        "name": name,
-        "orders": args.orders,
-        "interval": args.interval,
-        "wait_consumers": args.consumers,  # the synchronised start: no slow joiners
-        "seed": seed,
-        "delivery": args.delivery,
-        "curve": curve,
-    }
+    # wait_consumers: every rider connected before the first order, so no slow joiners.
+    options = {"orders": args.orders, "interval": args.interval, "delivery": args.delivery, "curve": curve}
+    return options | {"name": name, "seed": seed, "wait_consumers": args.consumers}
 
 
 def bound_endpoint(receiver: Connection, process: BaseProcess, stop: StopFlag) -> str:
@@ -212,17 +206,6 @@ def crash_rider(rider: BaseProcess) -> str:
     return rider.name
 
 
-def join_or_kill(processes: list[BaseProcess]) -> None:
-    """Wait for stopped children to exit; kill any still there after JOIN_TIMEOUT_S."""
-    deadline = time.monotonic() + JOIN_TIMEOUT_S
-    while (alive := [p for p in processes if p.is_alive()]) and (left := deadline - time.monotonic()) > 0:
-        wait([p.sentinel for p in alive], left)
-    for process in alive:
-        error(f"run.py: {process.name} did not stop in {JOIN_TIMEOUT_S} s, killing it")
-        process.kill()
-        process.join()
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run 1 producer and 10 riders and show how ZeroMQ spreads the orders.")
     parser.add_argument("--consumers", type=positive_int, default=10, help="riders (default %(default)s)")
@@ -232,18 +215,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="seed for the orders (default %(default)s)")
     add_delivery_option(parser, default=(0.1, 1.0))
     parser.add_argument("--interval", type=non_negative_float, default=0.0, help="seconds between orders (default 0)")
-    parser.add_argument(
-        "--crash-consumer",
-        action="store_true",
-        help="kill rider-1 outright a quarter of the way through, to show what a crash loses",
-    )
+    crash = "kill rider-1 outright a quarter of the way through, to show what a crash loses"
+    parser.add_argument("--crash-consumer", action="store_true", help=crash)
     parser.add_argument("--curve", action="store_true", help="encrypt and authenticate with CURVE (fresh keys)")
-    parser.add_argument(
-        "--start-method",
-        choices=START_METHODS,
-        default=START_METHODS[0],
-        help="how children start (default %(default)s)",
-    )
+    start = "how children start (default %(default)s)"
+    parser.add_argument("--start-method", choices=START_METHODS, default=START_METHODS[0], help=start)
     return parser.parse_args(argv)
 
 
@@ -263,10 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     if stop.is_set():
         error(f"run.py: interrupted, {len(results.records)} of {len(plan.expected)} orders delivered")
         return 130
-    names = rider_names(args)
-    ok = report(
-        results, plan, names, [f"p{i}" for i in range(1, args.producers + 1)], args.speed, time.monotonic() - started
-    )
+    producers = [f"p{index}" for index in range(1, args.producers + 1)]
+    ok = report(results, plan, rider_names(args), producers, args.speed, time.monotonic() - started)
     return 0 if ok else 1
 
 

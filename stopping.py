@@ -25,8 +25,9 @@ import time
 # here delays the moment from which Ctrl-C is theirs. These are for mypy alone.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 # How long a wait lasts before the loop looks at the stop flag again. 100 ms keeps
 # Ctrl-C prompt and costs nothing measurable.
@@ -112,6 +113,20 @@ def child_stop(pipe: Connection) -> StopFlag:
 
     threading.Thread(target=watch, name="stop-watch", daemon=True).start()
     return STOP
+
+
+def join_or_kill(processes: Sequence[BaseProcess], timeout: float, who: str) -> None:
+    """Once the stop pipe is closed: wait for the children to exit, and kill any still
+    there after `timeout` seconds, saying so (`who` names the program in that line)."""
+    from multiprocessing.connection import wait
+
+    deadline = time.monotonic() + timeout
+    while (alive := [p for p in processes if p.is_alive()]) and (left := deadline - time.monotonic()) > 0:
+        wait([p.sentinel for p in alive], left)
+    for process in alive:
+        sys.stderr.write(f"{who}: {process.name} did not stop in {timeout:g} s, killing it\n")
+        process.kill()
+        process.join()
 
 
 # The one platform check. POSIX has signal masks; Windows, and the Windows that the

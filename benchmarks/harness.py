@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -160,18 +160,6 @@ def child_setup(stop_pipe: Connection) -> stopping.StopFlag:
     return stopping.child_stop(stop_pipe)
 
 
-def join_or_kill(processes: Sequence[BaseProcess], timeout: float) -> None:
-    """Wait for stopped children to exit; kill any still there after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while (alive := [p for p in processes if p.is_alive()]) and (left := deadline - time.monotonic()) > 0:
-        wait([p.sentinel for p in alive], left)
-    if alive:
-        sys.stderr.write(f"\nbench: killing {len(alive)} child process(es) that did not stop\n")
-    for process in alive:
-        process.kill()
-        process.join(5)
-
-
 class Children:
     """Child processes that stop together. Each target gets the reading end of one pipe as
     its first argument and calls child_setup() on it; leaving the `with` block closes the
@@ -196,7 +184,7 @@ class Children:
     def __exit__(self, *exc_info: object) -> None:
         self.stop_children.close()
         self.stop_pipe.close()
-        join_or_kill(self.processes, self.timeout)
+        stopping.join_or_kill(self.processes, self.timeout, "bench")
 
 
 # --- the command line: bench.py runs every section, each section's module runs its own ---

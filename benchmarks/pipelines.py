@@ -136,9 +136,9 @@ def project_consumer(
     if tap_created_at:
         consumer.completion_record = lambda order, *args: dict(record(order, *args), created_at=order["created_at"])
 
-    def deliver(order: dict, speed: float, stop: stopping.StopFlag) -> bool:  # replaces consumer.deliver
-        nonlocal count
-        if not real_deliver(order, speed, stop):
+    def deliver(order: dict, name: str, speed: float, stop: stopping.StopFlag, quiet: bool) -> bool:
+        nonlocal count  # replaces consumer.deliver
+        if not real_deliver(order, name, speed, stop, quiet):
             return False
         count += 1
         shared[slot : slot + 2] = [count, time.perf_counter()]

@@ -32,7 +32,7 @@ from cli import bind
 
 import harness  # first: it puts the repository on sys.path (for run and stopping, below)
 import zmq
-from harness import LOOPBACK, REPO, RIDERS, Table, join_or_kill, progress, run_command, wait_handshakes
+from harness import LOOPBACK, REPO, RIDERS, Table, progress, run_command, wait_handshakes
 
 import stopping
 from run import FORKSERVER_PRELOAD
@@ -89,11 +89,11 @@ def probe(method: str, children: int = RIDERS) -> dict:
         connected = wait_handshakes(monitor, children, 60)
         started = time.perf_counter() - began if connected == children else math.nan
         stop_writer.close()
-        join_or_kill(processes, 10)
+        stopping.join_or_kill(processes, 10, "bench")
         return {"start_s": started, "stop_s": time.perf_counter() - began - started}
     finally:
         stop_writer.close()
-        join_or_kill(processes, 3)
+        stopping.join_or_kill(processes, 3, "bench")
         pull.disable_monitor()
         monitor.close(linger=0)
         pull.close(linger=0)
