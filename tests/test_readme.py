@@ -1,0 +1,402 @@
+"""README.md's sample outputs, checked against real runs, so that the README cannot drift.
+
+Every ```text block in README.md has a marker on the line before its fence, invisible on
+GitHub: <!-- sample: ID -->. For each ID a test here runs what the README says produces it,
+only faster (--speed, --interval, port 0 instead of 5557; the same seeds, so the same
+orders), and compares by shape:
+
+- both sides are normalised (shape()): a terminal's ^C dropped, every run of digits made N
+  (ports, ids, times), a bar of # made one #, whitespace collapsed, and a word repeated
+  in a row kept once (a list of order ids as long as the timing made it);
+- the README's cuts (`...`) and blank lines are skipped;
+- every other README line must appear in the real output, in the README's order (a
+  subsequence), on its own stream: stderr for the lines the scripts write there
+  (STDERR), stdout for the rest; and in the output of the process it names, where a
+  block shows several.
+
+The benchmark table is the one block not run here (a minute of timings): its rows'
+labels are checked against the labels that bench.py's own code makes, its measurements
+replaced by instant fakes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import zmq
+import zmq.auth
+from conftest import LOOPBACK_ANY_PORT, ROOT, Script, Scripts, bound_endpoint, posix_signals, wait_until
+
+from orders import make_orders, utc_now
+
+README = ROOT / "README.md"
+MARKER = re.compile(r"<!-- sample: ([a-z0-9-]+) -->")
+
+# Which test checks each sample, and how: every marked block must be here, and every
+# entry here must be a block (test_every_sample_is_marked_and_checked).
+SAMPLES = {
+    "run-default": "python run.py",
+    "run-two-producers": "python run.py --producers 2 --orders 30",
+    "terminals-producer": "python producer.py --seed 1, then riders 1 and 2, Ctrl-C",
+    "terminals-rider-1": "the same run: rider-1's terminal",
+    "terminals-rider-2": "the same run: rider-2's terminal",
+    "bind-warning": "python producer.py --bind 'tcp://*:5557'",
+    "rejected": "a rider sent an order without delivery_s, then a message of 2 frames",
+    "oversized": "a rider sent a message over 64 KiB",
+    "curve-producer": "the CURVE walkthrough: the producer, rider-3 (unknown key), rider-9 (no CURVE), riders 1, 2",
+    "curve-rider-3": "the same run: rider-3's terminal",
+    "curve-rider-9": "the same run: rider-9's terminal",
+    "silent-waits": "a rider with no producer on its port, a producer with no rider",
+    "crash": "python run.py --crash-consumer",
+    "benchmark": "not run (a minute of timings): its rows' labels are checked against bench.py's code",
+}
+
+# The lines the scripts write to stderr (cli.error); every other line is on stdout.
+STDERR = re.compile(r": (rejected message|refused|warning|cannot)\b| refused us: ")
+
+# Lines the scripts print in one of two forms, depending on timing: how a rider without
+# CURVE and a CURVE producer learn of the failed handshake varies from run to run, on
+# each side (tests/test_security.py).
+EITHER = [
+    (
+        "refused us: closed during the handshake (not a ZeroMQ peer, or the other side wants CURVE?)",
+        "refused us: security mismatch: CURVE on one side only",
+    ),
+    (
+        "refused a connection: security mismatch: CURVE on one side only",
+        "refused a connection: handshake failed (the wrong server key, or CURVE on one side only?)",
+    ),
+]
+
+
+def shape(line: str) -> str:
+    """What is compared: the words, not the numbers, the bars' lengths or the spacing."""
+    line = line.removeprefix("^C")  # how a terminal shows the Ctrl-C that ended the script
+    line = re.sub(r"#+", "#", re.sub(r"\d+", "N", line))
+    words = line.split()
+    return " ".join(word for i, word in enumerate(words) if i == 0 or word != words[i - 1])
+
+
+def same(readme: str, real: str) -> bool:
+    forms = [(a, b) for pair in EITHER for a, b in (pair, pair[::-1])]
+    return readme == real or any(readme.replace(a, b) == real for a, b in forms if a in readme)
+
+
+def samples() -> tuple[dict[str, list[str]], list[int]]:
+    """The marked ```text blocks of README.md by id, and the line numbers of unmarked ones."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    marked: dict[str, list[str]] = {}
+    unmarked = []
+    for number, line in enumerate(lines):
+        if line.strip() != "```text":
+            continue
+        body = lines[number + 1 : lines.index("```", number + 1)]
+        if number and (marker := MARKER.fullmatch(lines[number - 1].strip())):
+            assert marker.group(1) not in marked, f"two samples marked {marker.group(1)!r}"
+            marked[marker.group(1)] = body
+        else:
+            unmarked.append(number + 1)
+    return marked, unmarked
+
+
+def sample(sample_id: str) -> list[str]:
+    return samples()[0][sample_id]
+
+
+def mismatches(sample_id: str, default: Script, by_name: dict[str, Script] | None = None) -> list[str]:
+    """How the README's sample differs from the real output (nothing: it matches). A line
+    naming a process in by_name (p1: ..., rider-1 ...) is looked for in that one's output."""
+    found: dict[tuple[int, str], int] = {}  # (script, stream) -> where the last match was
+    problems = []
+    for line in sample(sample_id):
+        if line.strip() in ("", "..."):
+            continue
+        name = re.match(r"\S*?(?=[: ]|$)", line.removeprefix("^C"))
+        script = (by_name or {}).get(name.group() if name else "", default)
+        stream = "stderr" if STDERR.search(line) else "stdout"
+        real = script.stderr if stream == "stderr" else script.stdout
+        start = found.get((id(script), stream), 0)
+        want = shape(line)
+        at = next((i for i in range(start, len(real)) if same(want, shape(real[i]))), None)
+        if at is None:
+            after = f" after line {start} ({real[start - 1]!r})" if start else ""
+            problems.append(f"{sample_id}: {line!r} not on {stream} of {described(script)}{after}")
+            continue
+        found[id(script), stream] = at + 1
+    if problems:
+        problems.append(f"  shape wanted: {[shape(line) for line in sample(sample_id)]}")
+        for script in (default, *(by_name or {}).values()):
+            problems.append(f"  {described(script)} printed: {script.stdout} {script.stderr}")
+    return problems
+
+
+def described(script: Script) -> str:
+    """Its command line, without the code of a gated start (GATED)."""
+    return " ".join(script.args[3:] if script.args[0] == "-c" else script.args)
+
+
+def check(*results: list[str]) -> None:
+    problems = [problem for result in results for problem in result]
+    assert not problems, "\n".join(problems)
+
+
+# --- the README itself ---
+
+
+def test_every_sample_is_marked_and_checked() -> None:
+    marked, unmarked = samples()
+    assert not unmarked, f"README.md lines {unmarked}: a ```text block without <!-- sample: ID --> before it"
+    assert sorted(marked) == sorted(SAMPLES), "a sample in README.md that no test checks, or a check without a sample"
+    for sample_id, lines in marked.items():
+        assert any(line.strip() not in ("", "...") for line in lines), f"{sample_id}: an empty sample"
+
+
+def test_shape_keeps_the_words_and_drops_the_numbers() -> None:
+    assert shape("rider-10        5    4.01  ######  (killed)") == "rider-N N N.N # (killed)"
+    assert shape("^Cp1: stopped, sent 9 orders") == "pN: stopped, sent N orders"
+    assert shape("lost with rider-1 (2): p1-000031 p1-000041") == shape("lost with rider-1 (1): p1-000012")
+    assert shape("p1: sent 1 order") != shape("p1: sent 2 orders")
+    assert shape("rider-1 delivered p1-000001 (Sushi Go)") != shape("rider-1 delivered p1-000001 (Taco Loco)")
+
+
+# --- the samples that need no signal: run.py, and what a rider or a producer says alone ---
+
+
+def bad_messages(rider: Script, push: zmq.Socket) -> None:
+    """What the README's rejected and oversized samples show: an order without delivery_s,
+    a message of 2 frames, and a message over the rider's 64 KiB limit."""
+    order = next(make_orders("p1", 1, (0.2, 1.0))) | {"created_at": utc_now()}
+    del order["delivery_s"]
+    push.send(json.dumps(order).encode())
+    rider.wait_for_line("rejected message: 'delivery_s'", stream="stderr")
+    push.send_multipart([b"{}", b"{}"])
+    rider.wait_for_line("rejected message: 2 frames", stream="stderr")
+    push.send(b"x" * 100_000)
+    rider.wait_for_line("rejected message: over the", stream="stderr")
+
+
+def test_the_samples_of_run_py_and_of_lone_scripts(scripts: Scripts, ctx: zmq.Context, free_port: int) -> None:
+    # All at once, to share the 3 s that the silent waits take. run.py as the README runs
+    # it, faster; the crash demo with rides of equal length, so that rider-1 has always
+    # delivered one order or two when it is killed, as in the README (with rides of
+    # random length it may have delivered none, and its row then has no bar).
+    default = scripts("run.py", "--speed", "0.3")
+    two = scripts("run.py", "--producers", "2", "--orders", "30", "--speed", "0.1")
+    crash = scripts("run.py", "--crash-consumer", "--speed", "0.3", "--delivery", "1-1")
+    lonely_rider = scripts("consumer.py", "--name", "rider-1", "--connect", f"tcp://127.0.0.1:{free_port}")
+    lonely_producer = scripts("producer.py", "--bind", LOOPBACK_ANY_PORT)
+    exposed = scripts("producer.py", "--bind", "tcp://*:0")
+    push = ctx.socket(zmq.PUSH)
+    push.bind(LOOPBACK_ANY_PORT)
+    rider = scripts("consumer.py", "--name", "rider-1", "--connect", push.last_endpoint.decode())
+    bad_messages(rider, push)
+    exposed.wait_for_line("warning: ", stream="stderr")
+    lonely_rider.wait_for_line("no producer at ")
+    lonely_producer.wait_for_line("no consumer after ")
+    for run in (default, two, crash):
+        assert run.wait(timeout=30) == 0, run.output
+    check(
+        mismatches("run-default", default),
+        mismatches("run-two-producers", two),
+        mismatches("crash", crash),
+        mismatches("rejected", rider),
+        mismatches("oversized", rider),
+        mismatches("bind-warning", exposed),
+        mismatches("silent-waits", lonely_rider, {"p1": lonely_producer}),
+    )
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A port that nobody listens on (it was free a moment ago)."""
+    with zmq.Context() as context, context.socket(zmq.PULL) as probe:
+        port = probe.bind_to_random_port("tcp://127.0.0.1")
+        probe.close(linger=0)
+    return port
+
+
+# --- the terminal sessions: a producer and riders started in turn, and Ctrl-C at the end ---
+
+# A rider that starts only when a file appears, having paid for its start-up (Python,
+# pyzmq, the project's modules) before: it joins a running producer within its interval.
+GATED = (
+    "import os, runpy, sys, time\n"
+    "import consumer\n"
+    "while not os.path.exists(sys.argv[1]):\n"
+    "    time.sleep(0.01)\n"
+    "sys.argv = sys.argv[2:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+def order_number(line: str) -> int:
+    match = re.search(r"p1-(\d+)", line)
+    assert match, f"no order id in the README's line {line!r}"
+    return int(match.group(1))
+
+
+def ctrl_c(*scripts: Script) -> None:
+    for script in scripts:
+        script.signal(signal.SIGINT)
+    for script in scripts:
+        assert script.wait() == 0, script.output
+
+
+def delivered(*riders: Script) -> int:
+    return sum(" delivered p1-" in line for rider in riders for line in rider.stdout)
+
+
+def terminal_session(scripts: Scripts, tmp_path: Path) -> list[str]:
+    """The README's three terminals: producer.py --seed 1, rider-1, and rider-2 joining
+    after as many orders as in the README; Ctrl-C after the README's last order."""
+    producer_lines = sample("terminals-producer")
+    joined = next(i for i, line in enumerate(producer_lines) if "consumer connected (2 so far)" in line)
+    # The producer says who connected after its next order: rider-2 joined before that one.
+    before = order_number(producer_lines[joined - 1]) - 1
+    last = max(order_number(line) for line in producer_lines if ": sent p1-" in line)
+    producer = scripts("producer.py", "--seed", "1", "--bind", LOOPBACK_ANY_PORT, "--interval", "0.2")
+    endpoint = bound_endpoint(producer)
+
+    def rider(name: str, *before: str) -> Script:
+        return scripts(*before, "consumer.py", "--name", name, "--connect", endpoint, "--speed", "0.05")
+
+    rider_1 = rider("rider-1")
+    tmp_path.mkdir(parents=True)
+    gate = tmp_path / "rider-2 may start"
+    rider_2 = rider("rider-2", "-c", GATED, str(gate))
+    producer.wait_for_line(f"sent p1-{before:06d}")
+    gate.touch()
+    producer.wait_for_line(f"sent p1-{last:06d}")
+    ctrl_c(producer)
+    sent = len([line for line in producer.stdout if ": sent p1-" in line])
+    wait_until(lambda: delivered(rider_1, rider_2) == sent, what=f"the riders to deliver all {sent} orders")
+    ctrl_c(rider_1, rider_2)
+    return [
+        *mismatches("terminals-producer", producer),
+        *mismatches("terminals-rider-1", rider_1),
+        *mismatches("terminals-rider-2", rider_2),
+    ]
+
+
+def curve_session(scripts: Scripts, tmp_path: Path) -> list[str]:
+    """The README's CURVE walkthrough: keys made as it says, the producer, rider-3 whose
+    key the platform does not know, rider-9 without CURVE, then rider-1 and rider-2;
+    Ctrl-C. In the README rider-3 knocks again every 2 s and the producer counts those
+    refusals; here three rider-3s knock once each, which the producer counts the same way."""
+    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
+    keys.mkdir(parents=True)
+    allowed.mkdir()
+    for name in ("platform", "rider-1", "rider-2", "rider-3"):
+        public, _ = zmq.auth.create_certificates(keys, name)
+        if name in ("rider-1", "rider-2"):
+            (allowed / Path(public).name).write_bytes(Path(public).read_bytes())
+    secret, platform_key = str(keys / "platform.key_secret"), keys / "platform.key"
+    curve = ["--curve-secret", secret, "--curve-allow", str(allowed)]
+    producer = scripts("producer.py", *curve, "--bind", LOOPBACK_ANY_PORT, "--interval", "0.1")
+    endpoint = bound_endpoint(producer)
+
+    def rider(name: str, *curve: str) -> Script:
+        return scripts("consumer.py", "--name", name, "--connect", endpoint, "--speed", "0.05", *curve)
+
+    def curve_rider(name: str) -> Script:
+        return rider(name, "--curve-secret", str(keys / f"{name}.key_secret"), "--curve-server", str(platform_key))
+
+    unknown = [curve_rider("rider-3") for _ in range(3)]
+    for rogue in unknown:
+        rogue.wait_for_line("refused us: CURVE key not authorised", stream="stderr")
+    no_curve = rider("rider-9")
+    producer.wait_for_line("refused a connection: (security mismatch|handshake failed)", stream="stderr")
+    riders = [curve_rider("rider-1"), curve_rider("rider-2")]
+    producer.wait_for_line(r"consumer connected \(2 so far\)")  # and every refusal before it counted
+    producer.wait_for_line("sent p1-000002")  # orders, not 1 order
+    ctrl_c(producer, *riders, *unknown, no_curve)
+    return [
+        *mismatches("curve-producer", producer),
+        *mismatches("curve-rider-3", unknown[0]),
+        *mismatches("curve-rider-9", no_curve),
+    ]
+
+
+@posix_signals
+def test_the_samples_of_terminal_sessions(scripts: Scripts, tmp_path: Path) -> None:
+    sessions: list[Callable[[Scripts, Path], list[str]]] = [terminal_session, curve_session]
+    with ThreadPoolExecutor(len(sessions)) as pool:  # side by side: each mostly waits
+        results = [pool.submit(session, scripts, tmp_path / session.__name__) for session in sessions]
+        check(*(result.result() for result in results))
+
+
+# --- the benchmark table ---
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32",
+    reason="the README's run is from Linux: bench.py on Windows has other start-up rows (no fork, no fork server)",
+)
+def test_the_benchmark_tables_rows_are_rows_that_bench_py_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = benchmark_labels(sample("benchmark"))
+    assert len(readme) > 20, readme
+    printed = labels_bench_py_prints(monkeypatch)
+    missing = [label for label in readme if label not in printed]
+    assert not missing, f"README rows that bench.py does not print: {missing}; it prints {printed}"
+
+
+def benchmark_labels(lines: list[str]) -> list[tuple[str, ...]]:
+    """(section, case, C) of every row of a benchmark table as bench.py prints it."""
+    rows = [tuple(re.split(r"\s{2,}", line.strip())) for line in lines]
+    return [row[:3] for row in rows if row[0] in ("throughput", "ratio", "latency", "round-robin", "startup")]
+
+
+def labels_bench_py_prints(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The rows' labels of `python benchmarks/bench.py`, without its minute of measuring:
+    its own section functions, with every run they time replaced by an instant fake
+    whose orders all arrive. The labels are made by the code that prints them; only the
+    results are made up (and not looked at)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench
+    import harness
+    import latency
+    import pipelines
+    import round_robin
+    import startup
+    import throughput
+
+    def run(n: int, *args: object, **kwargs: object) -> pipelines.Run:
+        """All n orders arrived (throughput reads no record)."""
+        return pipelines.Run(n, 1.0, (0.1, 0.1, 0.0))
+
+    def run_with_records(n: int, *args: object, **kwargs: object) -> pipelines.Run:
+        """All n orders arrived, one a millisecond, each received and delivered at once."""
+        start = datetime.now(timezone.utc)
+        times = [(start + timedelta(milliseconds=i)).isoformat() for i in range(n)]
+        records = [
+            {"order_id": f"p1-{i + 1:06d}", "consumer": "rider-1", "delivery_s": 0.1}
+            | {"created_at": at, "received_at": at, "done_at": at}
+            for i, at in enumerate(times)
+        ]
+        return pipelines.Run(n, 1.0, (0.1, 0.1, 0.0), records)
+
+    def dispatcher(orders: list[dict], *args: object) -> list[dict]:
+        return [dict(order, consumer="rider-1", received=0.0, done=1.0) for order in orders]
+
+    monkeypatch.setattr(throughput, "run_project", run)
+    monkeypatch.setattr(throughput, "run_bare", run)
+    monkeypatch.setattr(throughput, "step_costs", lambda *args: "")
+    monkeypatch.setattr(latency, "run_bare", run)
+    monkeypatch.setattr(latency, "run_project", run_with_records)
+    monkeypatch.setattr(round_robin, "run_project", run_with_records)
+    monkeypatch.setattr(round_robin, "run_dispatcher", dispatcher)
+    monkeypatch.setattr(startup, "run_runpy", lambda *args: {"busiest": 0.1, "overhead": 0.1, "exactly_once": True})
+    monkeypatch.setattr(startup, "run_probe", lambda *args: {"start_s": 0.1, "stop_s": 0.1})
+    table = harness.Table()
+    config = harness.parse_args([], list(bench.SECTIONS))  # python benchmarks/bench.py, as in the README
+    for section in bench.SECTIONS.values():
+        section(config, table)
+    return benchmark_labels(["  ".join(row) for row in table.rows])
