@@ -27,6 +27,7 @@ from __future__ import annotations
 import sys
 
 import harness  # first: it puts the repository on sys.path
+
 import latency
 import round_robin
 import startup

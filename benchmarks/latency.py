@@ -22,8 +22,9 @@ import sys
 from collections.abc import Sequence
 
 import harness
-import pipelines
 from harness import MP, RIDERS, Table, epoch, percentile, progress
+
+import pipelines
 from pipelines import run_bare, run_project
 
 

@@ -32,12 +32,12 @@ from itertools import islice
 from multiprocessing.connection import Connection
 from typing import Any
 
+# harness first: it puts the repository on sys.path (for consumer, producer and orders, below)
+from harness import LOOPBACK, MP, UNIFORM, BenchError, Children, child_setup, cpu_s, wait_handshakes
+
 from cli import bind
 
 import zmq
-
-# harness first: it puts the repository on sys.path (for consumer, producer and orders, below)
-from harness import LOOPBACK, MP, UNIFORM, BenchError, Children, child_setup, cpu_s, wait_handshakes
 
 import consumer
 import producer

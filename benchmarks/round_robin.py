@@ -29,11 +29,12 @@ from collections.abc import Sequence
 from itertools import islice
 from multiprocessing.connection import Connection
 
+import harness  # first: it puts the repository on sys.path (for consumer and orders, below)
+from harness import LOOPBACK, RIDERS, UNIFORM, BenchError, Children, Table, epoch, percentile, progress
+
 from cli import bind
 
-import harness  # first: it puts the repository on sys.path (for consumer and orders, below)
 import zmq
-from harness import LOOPBACK, RIDERS, UNIFORM, BenchError, Children, Table, epoch, percentile, progress
 from pipelines import run_project
 
 from consumer import deliver

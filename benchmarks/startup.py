@@ -28,11 +28,12 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+import harness  # first: it puts the repository on sys.path (for run and stopping, below)
+from harness import LOOPBACK, REPO, RIDERS, Table, progress, run_command, wait_handshakes
+
 from cli import bind
 
-import harness  # first: it puts the repository on sys.path (for run and stopping, below)
 import zmq
-from harness import LOOPBACK, REPO, RIDERS, Table, progress, run_command, wait_handshakes
 
 import stopping
 from run import FORKSERVER_PRELOAD

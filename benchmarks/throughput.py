@@ -27,8 +27,9 @@ import timeit
 from collections.abc import Callable
 
 import harness  # first: it puts the repository on sys.path (for orders, below)
-import pipelines
 from harness import RIDERS, UNIFORM, Table, progress
+
+import pipelines
 from pipelines import Run, run_bare, run_project
 
 from orders import make_orders, parse_order, utc_now

@@ -85,6 +85,8 @@ def test_quick_benchmark_prints_its_table_and_delivers_every_order(scripts) -> N
     for step in ("make_orders next()", "utc_now()", "json.dumps(order).encode()", "parse_order(bytes)"):
         assert re.search(re.escape(step) + r" \d+\.\d", costs), (step, bench.output)
     assert "Traceback" not in bench.output
+    # A case that could not run says "failed: ..." in its row: none may.
+    assert not [row for row in rows if any(cell.startswith("failed") for cell in row)], bench.output
 
     # Every process it started is gone: its children, and theirs (the fork server's,
     # run.py's). Not vacuous: each run of the round-robin rows alone starts 10 riders.

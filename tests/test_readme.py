@@ -360,8 +360,9 @@ def labels_bench_py_prints(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, .
     whose orders all arrive. The labels are made by the code that prints them; only the
     results are made up (and not looked at)."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    import bench
     import harness
+
+    import bench
     import latency
     import pipelines
     import round_robin
