@@ -14,6 +14,7 @@ first events happen unseen.
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -136,12 +137,16 @@ class ConsumerWatch:
         if self.handshakes < wanted and not self.nudged and time.monotonic() - self.since > SILENT_S:
             self.nudged = True
             have = f"{self.handshakes} of {wanted} consumers" if self.handshakes else "no consumer"
+            # Bound to every interface (tcp://0.0.0.0:PORT): riders elsewhere use this machine's name.
+            endpoint = self.endpoint.replace("//0.0.0.0:", f"//{socket.gethostname()}:")
             say(
                 f"{self.name}: {have} after {SILENT_S:g} s; ZeroMQ keeps waiting; "
-                f"riders connect with: python consumer.py --connect {self.endpoint}"
+                f"riders connect with: python consumer.py --connect {endpoint}"
             )
 
     def close(self) -> None:
+        self.quiet = True  # the producer has said its last line
+        self.drain()  # refusals that came since the last look count too
         self.sum_up_refusals()
         self.push.disable_monitor()
         self.monitor.close(linger=0)
