@@ -77,16 +77,16 @@ def test_a_rider_into_a_closed_pipe_stops_quietly(scripts: Scripts, scripts_dir:
 
 
 def our_frames(traceback: str) -> list[str]:
-    """The source lines of this project's files in a traceback, except the first statement
-    of a script (`import stopping`) and stopping.py's own imports: a signal that lands
+    """The source lines of this project's files in a traceback, except a script's first
+    statement (`import stopping`) and stopping.py's own module body: a signal that lands
     there came before the script could catch it, while Python was still starting it."""
     ours = []
-    for path, line in re.findall(r'File "([^"]+)", line (\d+)', traceback):
+    for path, line, function in re.findall(r'File "([^"]+)", line (\d+), in (\S+)', traceback):
         file = Path(path)
         if file.parent != ROOT:
             continue
         text = file.read_text().splitlines()[int(line) - 1]
-        starting = text == "import stopping" or (file.name == "stopping.py" and re.match(r"(import|from) \S+", text))
+        starting = text == "import stopping" or (file.name == "stopping.py" and function == "<module>")
         if not starting:
             ours.append(f"{file.name}:{line}: {text.strip()}")
     return ours
