@@ -111,8 +111,9 @@ def test_an_early_ctrl_c_to_the_whole_group_ends_run_py_cleanly(scripts: Scripts
             after_first_line += 1
             assert code != -signal.SIGINT, run.output  # once our handler is in, it is a flag
         run.assert_no_process_left(workers=0)
-    # Not vacuous: most moments land after run.py's first statement (~25 ms in).
-    assert after_first_line >= len(EARLY) // 2
+    # Not vacuous: moments land after run.py's first statement (~25 ms in here; later on a
+    # loaded machine, so not all of them).
+    assert after_first_line >= len(EARLY) // 4
 
 
 # --- silent waits ---
