@@ -214,7 +214,6 @@ def main(sections: dict[str, Section], argv: list[str] | None = None) -> int:
     for sig in set(stopping.STOP_SIGNALS) - {signal.SIGINT}:
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     chosen = [name for name in sections if not cfg.only or name in cfg.only]
-    load = f", load average {os.getloadavg()[0]:.2f} before it" if hasattr(os, "getloadavg") else ""
     table = Table()
     try:
         for name in chosen:
@@ -229,7 +228,7 @@ def main(sections: dict[str, Section], argv: list[str] | None = None) -> int:
     sys.stderr.write(f"bench: finished in {took:.1f} s\n")
     table.print(
         f"PUSH/PULL pipeline benchmark: {'--quick' if cfg.quick else 'normal'} run, {took:.1f} s, {os.cpu_count()} "
-        f"CPUs{load}, Python {sys.version.split()[0]}, pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, "
+        f"CPUs, Python {sys.version.split()[0]}, pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, "
         f"start method {START_METHOD} (as run.py)"
     )
     return 1 if table.lost else 0

@@ -308,22 +308,6 @@ def scripts(request: pytest.FixtureRequest) -> Iterator[Scripts]:
         script.stop()
 
 
-def group_members(pgid: int) -> list[int]:
-    """POSIX: live processes in a process group. Prefer Script.processes(), which works
-    on every platform and also finds children that left the group; this stays while
-    tests/test_benchmark.py uses it."""
-    if sys.platform == "win32":
-        raise NotImplementedError("no process groups on Windows: use Script.processes()")
-    members = []
-    for process in psutil.process_iter():
-        try:
-            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
-                members.append(process.pid)
-        except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return members
-
-
 def bound_endpoint(script: Script) -> str:
     """The endpoint a producer started with --bind tcp://127.0.0.1:0 actually bound."""
     return script.wait_for_line(r"bound (tcp://\S+?)(,|$)").group(1)
