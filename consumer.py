@@ -35,6 +35,7 @@ from cli import SetupError, connect, error, fail, non_negative_float, non_negati
 import zmq
 
 from curve import add_curve_options, curve_client, curve_option
+from heartbeats import DEFAULT_HEARTBEATS, Heartbeats, add_heartbeat_options, heartbeat_option
 from monitoring import ProducerLinks
 from orders import MAX_ORDER_BYTES, InvalidOrder, completion_record, parse_order, utc_now
 from stopping import POLL_MS, StopFlag
@@ -51,6 +52,7 @@ def consume(
     quiet: bool = False,
     curve: tuple[str, str] | None = None,
     orders: int = 0,
+    heartbeats: Heartbeats = DEFAULT_HEARTBEATS,
 ) -> int:
     """Pull and deliver orders until stopped, or until `orders` are delivered (0: no
     limit); return how many were delivered. results: where to PUSH a completion record
@@ -62,7 +64,11 @@ def consume(
     pull = ctx.socket(zmq.PULL)
     pull.maxmsgsize = MAX_ORDER_BYTES  # a bigger message is a protocol error: see ProducerLinks
     sink = ctx.socket(zmq.PUSH) if results else None
-    links = ProducerLinks(pull, name, endpoints, curve=bool(curve))  # before connect(): see every event
+    # Heartbeats: notice a producer (or a network) that went silent, and reconnect.
+    for sock in (pull, sink):
+        if sock:
+            heartbeats.apply(sock, connecting=True)
+    links = ProducerLinks(pull, name, endpoints, bool(curve), quiet, heartbeats.says())  # before connect()
     delivered = 0
     try:
         if curve:
@@ -160,7 +166,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="multiplies delivery_s; 0 = no sleep (default %(default)s)",
     )
     parser.add_argument("--orders", type=non_negative_int, default=0, help="stop after N orders (default 0: no limit)")
-    parser.add_argument("--quiet", action="store_true", help="no line per delivered order")
+    add_heartbeat_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no line per delivered order or reconnection")
     add_curve_options(
         parser, "this rider's NAME.key_secret file", "--curve-server", "FILE", "the producer's public NAME.key"
     )
@@ -182,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             args.quiet,
             args.curve,
             args.orders,
+            heartbeat_option(args),
         )
     except SetupError as exc:
         return fail(f"{args.name}: {exc}")

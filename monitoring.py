@@ -62,10 +62,14 @@ class ConsumerWatch:
     you who is connected. A consumer counts once its ZMTP handshake has succeeded,
     which is when PUSH starts giving it orders."""
 
-    EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILURES
+    EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILURES
 
-    def __init__(self, push: zmq.Socket, name: str, quiet: bool = False, curve: bool = False) -> None:
+    def __init__(
+        self, push: zmq.Socket, name: str, quiet: bool = False, curve: bool = False, gone_why: str = "it quit"
+    ) -> None:
         self.push = push
+        self.gone_why = gone_why  # why a connection may end (see heartbeats.Heartbeats.says)
+        self.peers: dict[int, str] = {}  # socket descriptor -> the consumer's address
         self.monitor = push.get_monitor_socket(self.EVENTS)
         self.name = name
         self.quiet = quiet
@@ -95,15 +99,18 @@ class ConsumerWatch:
         now = time.monotonic()
         self.next_drain = now + POLL_MS / 1000
         for event, value, _ in pending_events(self.monitor):
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if event == zmq.EVENT_ACCEPTED:
+                self.peers[value] = peer_address(value)  # now: it is gone by DISCONNECTED
+            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.handshakes += 1
                 if not self.quiet:
                     say(f"{self.name}: consumer connected ({self.handshakes} so far)")
             elif event == zmq.EVENT_DISCONNECTED:
+                peer = self.peers.pop(value, "at an unknown address")
                 if self.closing_refused:
                     self.closing_refused -= 1  # a refused peer going: said already
                 elif not self.quiet:
-                    say(f"{self.name}: a connection closed")
+                    say(f"{self.name}: consumer {peer} gone ({self.gone_why})")
             else:
                 self.closing_refused += 1
                 self.refuse(event, value, now)
@@ -152,6 +159,22 @@ class ConsumerWatch:
         self.monitor.close(linger=0)
 
 
+def peer_address(fd: int) -> str:
+    """HOST:PORT of the far end of a connection that libzmq accepted: the monitor gives
+    only its socket descriptor. Borrowed, and handed back (detach), never closed."""
+    try:
+        borrowed = socket.socket(fileno=fd)
+    except OSError:
+        return "at an unknown address"
+    try:
+        address = borrowed.getpeername()
+        return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "on a local socket"
+    except OSError:
+        return "at an unknown address"
+    finally:
+        borrowed.detach()
+
+
 class ProducerLinks:
     """Watches a rider's connections to its producers through the socket monitor.
 
@@ -165,10 +188,23 @@ class ProducerLinks:
     GIVE_UP_S = 0.5  # after a disconnect, ZeroMQ's own retry shows up well within this
     REDIAL_S = 2.0  # how often to try again a producer that refused our handshake
 
-    def __init__(self, pull: zmq.Socket, name: str, endpoints: list[str], curve: bool = False) -> None:
+    def __init__(
+        self,
+        pull: zmq.Socket,
+        name: str,
+        endpoints: list[str],
+        curve: bool = False,
+        quiet: bool = False,
+        gone_why: str = "it quit",
+    ) -> None:
         self.pull = pull
         self.name = name
         self.curve = curve
+        self.quiet = quiet  # no line when a producer goes and comes back
+        self.gone_why = gone_why  # why a connection may end (see heartbeats.Heartbeats.says)
+        self.connected: set[str] = set()
+        self.dropped: set[str] = set()  # disconnected: lost (if ZeroMQ retries) or refused a message
+        self.lost: set[str] = set()  # ZeroMQ is reconnecting to these
         self.unheard = set(endpoints)  # producers we have not reached yet
         self.since = time.monotonic()
         self.monitor = pull.get_monitor_socket(self.EVENTS)
@@ -213,12 +249,24 @@ class ProducerLinks:
         now = time.monotonic()
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.redial.pop(endpoint, None)
+            self.connected.add(endpoint)
+            self.dropped.discard(endpoint)
+            if endpoint in self.lost:
+                self.lost.discard(endpoint)
+                self.tell(f"{self.name}: producer {endpoint} back")
             if endpoint in self.troubled:
                 self.troubled.discard(endpoint)
                 say(f"{self.name}: connected to {endpoint}")
         elif event == zmq.EVENT_CONNECT_RETRIED:
             self.redial.pop(endpoint, None)  # ZeroMQ is retrying: a network error
+            if endpoint in self.dropped:
+                self.dropped.discard(endpoint)
+                self.lost.add(endpoint)
+                self.tell(f"{self.name}: lost producer {endpoint} ({self.gone_why}); ZeroMQ keeps retrying")
         elif event == zmq.EVENT_DISCONNECTED:
+            if endpoint in self.connected:
+                self.connected.discard(endpoint)
+                self.dropped.add(endpoint)
             # Unless a CONNECT_RETRIED follows, ZeroMQ has given up: a protocol error.
             # After a good handshake that means a message it refused to take.
             why = (
@@ -232,6 +280,10 @@ class ProducerLinks:
                 error(f"{self.name}: {endpoint} refused us: {handshake_failure(event, value, self.curve)}")
             if event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # ZeroMQ retries that one itself
                 self.redial[endpoint] = (now + self.REDIAL_S, "")
+
+    def tell(self, line: str) -> None:
+        if not self.quiet:
+            say(line)
 
     def close(self) -> None:
         self.pull.disable_monitor()

@@ -38,6 +38,7 @@ from cli import SetupError, bind, fail, non_negative_float, non_negative_int, pl
 import zmq
 
 from curve import add_curve_options, curve_option, curve_server, warn_if_exposed
+from heartbeats import DEFAULT_HEARTBEATS, Heartbeats, add_heartbeat_options, heartbeat_option
 from monitoring import ConsumerWatch
 from orders import add_delivery_option, make_orders, utc_now
 from stopping import POLL_MS, StopFlag
@@ -65,6 +66,7 @@ def produce(
     quiet: bool = False,
     on_bound: Callable[[str], None] | None = None,
     curve: tuple[str, str] | None = None,
+    heartbeats: Heartbeats = DEFAULT_HEARTBEATS,
 ) -> int:
     """Bind, send `orders` orders (0: until stopped) and return how many were sent.
     curve: (secret key file, directory of allowed consumers' public keys)."""
@@ -73,7 +75,9 @@ def produce(
     # sockets must never cross a process boundary.
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
-    watch = ConsumerWatch(push, name, quiet, curve=bool(curve))  # before bind(): see every consumer
+    # Heartbeats: without them a rider who loses signal keeps getting orders for minutes.
+    heartbeats.apply(push)
+    watch = ConsumerWatch(push, name, quiet, bool(curve), heartbeats.says())  # before bind(): see every consumer
     auth = None
     sent = 0
     try:
@@ -151,7 +155,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, help="seed for the orders and their delivery times")
     add_delivery_option(parser, default=(0.2, 1.0))
-    parser.add_argument("--quiet", action="store_true", help="no line per order")
+    add_heartbeat_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no line per order or consumer")
     add_curve_options(
         parser,
         "this producer's NAME.key_secret file",
@@ -178,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             stop=stopping.catch_signals(),  # set by Ctrl-C and SIGTERM; every wait in produce() looks at it
             quiet=args.quiet,
             curve=args.curve,
+            heartbeats=heartbeat_option(args),
         )
     except SetupError as exc:
         return fail(f"{args.name}: {exc}")

@@ -22,6 +22,7 @@ import nox
 ROOT = Path(__file__).resolve().parent.parent
 OLDEST, NEWEST = "3.10", "3.13"  # README: Python 3.10 and newer
 
+
 def interpreter(version: str) -> str:
     """python3.X as pyenv keeps it (this project's machines keep several there, where
     a plain python3.X on PATH may be a shim that refuses), else whatever PATH has."""

@@ -68,8 +68,9 @@ def test_a_killed_consumer_loses_its_queue_and_the_others_get_everything_after(s
     wait_until(lambda: len(sink.collect(0)) >= 15, what="the first orders")
     riders[3].kill()
     riders[3].wait()
-    producer.wait_for_line("a connection closed")  # the producer noticed the death
-    closed_at = next(i for i, line in enumerate(producer.stdout) if "a connection closed" in line)
+    # The producer noticed the death, and says which consumer (its address) is gone.
+    producer.wait_for_line(r"p1: consumer 127\.0\.0\.1:\d+ gone \(it quit, or went silent for 3 s\)")
+    closed_at = next(i for i, line in enumerate(producer.stdout) if " gone (" in line)
     producer.wait_for_line(r"sent p1-\d+", timeout=5)
     wait_until(lambda: len(producer.stdout) > closed_at + 30, what="30 more orders after the death")
     producer.signal(signal.SIGINT)
@@ -118,8 +119,9 @@ def test_a_producer_that_exits_right_after_its_last_send_loses_nothing(scripts, 
     )
     for n in (1, 2, 3):
         start_consumer(scripts, f"rider-{n}", [endpoint], sink, "--quiet")
-    assert producer.wait(timeout=30) == 0  # exits as soon as its linger has flushed the queue
+    # Read the records meanwhile: a sink nobody reads fills up, and riders then drop records.
     ids = [r["order_id"] for r in sink.collect(10000, timeout=30)]
+    assert producer.wait(timeout=30) == 0  # exits as soon as its linger has flushed the queue
     assert sorted(ids) == [f"p1-{n:06d}" for n in range(1, 10001)]
 
 
@@ -208,3 +210,31 @@ def test_the_children_are_found_by_tag_and_stop_by_themselves_when_run_py_is_kil
         held.resume()
     run.assert_no_process_left(workers=3)
     run.wait()  # now the output pipe is closed: the readers are done
+
+
+HEARTBEATS = ("--heartbeat", "0.2", "--heartbeat-timeout", "0.6")
+
+
+def test_heartbeats_drop_a_frozen_rider_and_it_comes_back_by_itself(scripts, sink: Sink) -> None:
+    """A suspended rider answers nothing, as when a phone loses signal (its kernel still
+    acks TCP, so only heartbeats can tell). The producer drops it within the timeout,
+    saying who; once thawed the rider notices, reconnects and delivers again."""
+    producer, endpoint = start_producer(scripts, "--interval", "0.02", "--wait-consumers", "2", *HEARTBEATS)
+    riders = [start_consumer(scripts, f"rider-{n}", [endpoint], sink, *HEARTBEATS) for n in (1, 2)]
+
+    def delivered_by(name: str) -> int:
+        return sum(r["consumer"] == name for r in sink.collect(0))
+
+    wait_until(lambda: delivered_by("rider-1") and delivered_by("rider-2"), what="both riders delivering")
+    frozen = psutil.Process(riders[0].pid)
+    frozen.suspend()
+    try:
+        producer.wait_for_line(r"p1: consumer 127\.0\.0\.1:\d+ gone \(it quit, or went silent for 0\.6 s\)", 5)
+        before = delivered_by("rider-2")
+        wait_until(lambda: delivered_by("rider-2") > before + 10, what="rider-2 taking every order meanwhile")
+    finally:
+        frozen.resume()
+    riders[0].wait_for_line(r"rider-1: lost producer tcp://127\.0\.0\.1:\d+ \(.*\); ZeroMQ keeps retrying")
+    riders[0].wait_for_line(r"rider-1: producer tcp://127\.0\.0\.1:\d+ back")
+    before = delivered_by("rider-1")
+    wait_until(lambda: delivered_by("rider-1") > before + 5, what="rider-1 delivering again")
