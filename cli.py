@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import sys
+import time
 from collections.abc import Callable
 
 try:
@@ -93,12 +94,24 @@ def numeric(endpoint: str) -> str:
     return f"tcp://{address}:{match.group(2)}"
 
 
+MUTED = False  # see mute()
+
+
+def mute() -> None:
+    """say() prints nothing in this process: run.py's children, whose parent shows
+    the run for them, in one voice."""
+    global MUTED
+    MUTED = True
+
+
 def say(line: str) -> None:
     """Print one line with a single write, so that lines from many processes sharing
     a terminal never interleave mid-line (print() writes the newline separately).
 
     When nobody reads our output any more (`python run.py | head -3`, or quitting
     `less`), the script stops, quietly: as after Ctrl-C, but with EXIT_OUTPUT_CLOSED."""
+    if MUTED:
+        return
     try:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
@@ -113,6 +126,49 @@ def say(line: str) -> None:
         os.close(devnull)
         stopping.STOP.output_closed = True
         stopping.STOP.set()
+
+
+# Above this many lines a second, a person reads nothing: print a summary a second instead.
+LINES_PER_S = 20
+
+
+class Pacer:
+    """A line per event at teaching rates; in a flood, one summary line a second.
+
+    At --interval 0 a producer sends, and each rider delivers, thousands of orders a
+    second: a line for each is unreadable, and the writes cost more than the orders.
+    Past LINES_PER_S in a second the lines stop and a summary comes once a second,
+    until a second with fewer switches back. event() takes a function that makes the
+    line, and its arguments: a line that is not printed is not made either."""
+
+    def __init__(self, name: str, verb: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.verb, self.clock = name, verb, clock
+        self.since = 0.0  # when this second's window began: at its first event
+        self.events = 0  # in this window
+        self.flooding = False
+
+    def event(self, line: Callable[..., str], *args: object) -> None:
+        now = self.clock()
+        if self.events and now - self.since >= 1.0:
+            self.flush(now)
+        if not self.events:
+            self.since = now
+        self.events += 1
+        if not self.flooding:
+            if self.events <= LINES_PER_S:
+                say(line(*args))
+            else:
+                self.flooding = True
+
+    def flush(self, now: float | None = None) -> None:
+        """End this second's window: its summary if it flooded, and a new window."""
+        now = self.clock() if now is None else now
+        if self.flooding:
+            seconds = min(now - self.since, 1.0)
+            rate = f", {self.events / seconds:,.0f}/s" if seconds > 0.05 else ""
+            say(f"{self.name}: {self.verb} {self.events:,} orders in {seconds:.1f} s{rate}")
+        self.flooding = self.events > LINES_PER_S
+        self.events = 0
 
 
 def error(message: str) -> None:

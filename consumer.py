@@ -30,7 +30,7 @@ if __name__ == "__main__":
 import argparse
 import time
 
-from cli import SetupError, connect, error, fail, non_negative_float, non_negative_int, numeric, plural, say
+from cli import Pacer, SetupError, connect, error, fail, non_negative_float, non_negative_int, numeric, plural, say
 
 import zmq
 
@@ -70,6 +70,7 @@ def consume(
             heartbeats.apply(sock, connecting=True)
     links = ProducerLinks(pull, name, endpoints, bool(curve), quiet, heartbeats.says())  # before connect()
     delivered = 0
+    lines = None if quiet else Pacer(name, "delivered")  # a line per order, or a summary a second
     try:
         if curve:
             curve_client(pull, *curve)
@@ -84,11 +85,13 @@ def consume(
             received_at = utc_now() if sink else ""
             if (order := accept(frames, name)) is None:
                 continue  # not an order: said why, and on to the next message
-            if not deliver(order, name, speed, stop, quiet):
+            if not deliver(order, name, speed, stop, lines):
                 break
             delivered += 1
             if sink:
                 report(sink, completion_record(order, name, received_at), name)
+        if lines:
+            lines.flush()
         say(f"{name}: {'stopped' if stop.is_set() else 'done'}, delivered {plural(delivered, 'order')}")
         return delivered
     finally:
@@ -125,19 +128,22 @@ def accept(frames: list[bytes], name: str) -> dict | None:
         return None
 
 
-def deliver(order: dict, name: str, speed: float, stop: StopFlag, quiet: bool) -> bool:
-    """Simulate the ride. False if Ctrl-C came first (that order is not delivered)."""
+def deliver(order: dict, name: str, speed: float, stop: StopFlag, lines: Pacer | None) -> bool:
+    """Simulate the ride. False if Ctrl-C came first (that order is not delivered).
+    lines: where to say it was delivered (None: quiet)."""
     started = time.monotonic()
     # stop.wait() rather than time.sleep(): a signal handler can cut it short.
     if stop.wait(order["delivery_s"] * speed) if speed else stop.is_set():
         say(f"{name}: stopped while delivering {order['order_id']}: not delivered")
         return False
-    if not quiet:
-        say(
-            f"{name} delivered {order['order_id']} from {order['producer']} "
-            f"({order['restaurant']} -> {order['address']}) in {time.monotonic() - started:.2f} s"
-        )
+    if lines:
+        lines.event(delivered_line, name, order, time.monotonic() - started)
     return True
+
+
+def delivered_line(name: str, order: dict, took_s: float) -> str:
+    route = f"{order['restaurant']} -> {order['address']}"
+    return f"{name} delivered {order['order_id']} from {order['producer']} ({route}) in {took_s:.2f} s"
 
 
 def report(sink: zmq.Socket, record: dict, name: str) -> None:

@@ -135,6 +135,7 @@ def completion_record(order: dict, rider: str, received_at: str) -> dict:
         "order_id": order["order_id"],
         "producer": order["producer"],
         "consumer": rider,
+        "restaurant": order["restaurant"],
         "delivery_s": order["delivery_s"],
         "received_at": received_at,
         "done_at": utc_now(),

@@ -33,7 +33,7 @@ import json
 from collections.abc import Callable
 from itertools import islice
 
-from cli import SetupError, bind, fail, non_negative_float, non_negative_int, plural, say
+from cli import Pacer, SetupError, bind, fail, non_negative_float, non_negative_int, plural, say
 
 import zmq
 
@@ -80,6 +80,7 @@ def produce(
     watch = ConsumerWatch(push, name, quiet, bool(curve), heartbeats.says())  # before bind(): see every consumer
     auth = None
     sent = 0
+    lines = Pacer(name, "sent")  # a line per order, or a summary a second in a flood
     try:
         auth = curve_server(ctx, push, *curve) if curve else None
         bound = bind(push, endpoint)
@@ -96,11 +97,11 @@ def produce(
                 break
             sent += 1
             if not quiet:
-                route = f"{order['restaurant']} -> {order['address']}"
-                say(f"{name}: sent {order['order_id']} {route} ({order['delivery_s']:.2f} s)")
+                lines.event(sent_line, name, order)
             watch.drain_if_due()
             if interval and stop.wait(interval):
                 break
+        lines.flush()
         say(f"{name}: {'stopped, ' if stop.is_set() else ''}sent {plural(sent, 'order')}")
         return sent
     finally:
@@ -111,6 +112,11 @@ def produce(
         if auth:
             auth.stop()  # before term(): a running authenticator makes term() hang
         ctx.term()
+
+
+def sent_line(name: str, order: dict) -> str:
+    route = f"{order['restaurant']} -> {order['address']}"
+    return f"{name}: sent {order['order_id']} {route} ({order['delivery_s']:.2f} s)"
 
 
 def wait_for_consumers(watch: ConsumerWatch, wanted: int, stop: StopFlag) -> bool:

@@ -1,40 +1,86 @@
 """The accounting behind run.py's report: which orders it expects, which arrived, and
 who delivered them; then the report itself.
 
-The producers' orders are seeded, so the Plan knows every order id and its delivery
-time before anything is sent. Against it the report checks what the pattern promises
-(every order delivered exactly once) and shows what it does not (an even spread of
-work: round robin is by count, not by load).
+Order ids are the producer's name and a sequence number (p1-000001, p1-000002, ...), so
+a Ledger knows every id to expect from the producers' names and order counts alone, and
+keeps a byte per order: memory stays flat as orders grow (a million orders: a
+megabyte). Against it the report checks what the pattern promises (every order
+delivered exactly once) and shows what it does not (an even spread of work: round
+robin is by count, not by load).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import islice
 
 from cli import say
 
-from orders import make_orders
-
 BAR_WIDTH = 30  # characters in the busiest rider's bar in the report
+SHOWN_IDS = 20  # order ids listed by name in a line about missing or duplicated orders
+ORDER_ID = re.compile(r"(.+)-(\d{6,})")  # orders.order_id(): producer-seq
 
 
-@dataclass
-class Plan:
-    """What the producers will send, known before they start: their orders are seeded."""
+class Ledger:
+    """Which orders arrived, and how often: a byte per expected order, and a count per
+    rider. Orders have ids from orders.order_id(), numbered 1..N per producer."""
 
-    expected: dict[str, float] = field(default_factory=dict)  # order id -> delivery_s
+    def __init__(self, orders: dict[str, int], keep_records: bool = False) -> None:
+        self.seen = {producer: bytearray(count + 1) for producer, count in orders.items()}  # [0] unused
+        self.delivered = 0  # records, duplicates included
+        self.accounted = 0  # expected orders that arrived at least once
+        self.expected = sum(orders.values())
+        self.unexpected: list[str] = []  # ids no producer was going to send (the first few)
+        self.orders = Counter[str]()  # rider -> orders delivered
+        self.busy: dict[str, float] = defaultdict(float)  # rider -> seconds of delivery
+        self.split: dict[str, Counter[str]] = defaultdict(Counter)  # rider -> producer -> orders
+        self.records: list[dict] | None = [] if keep_records else None  # for a timeline
 
-    def add(self, name: str, seed: int, orders: int, delivery: tuple[float, float]) -> None:
-        for order in islice(make_orders(name, seed, delivery), orders):
-            self.expected[order["order_id"]] = order["delivery_s"]
+    def add(self, record: dict, speed: float) -> None:
+        self.delivered += 1
+        rider, producer = record["consumer"], record["producer"]
+        self.orders[rider] += 1
+        self.busy[rider] += record["delivery_s"] * speed
+        self.split[rider][producer] += 1
+        if self.records is not None:
+            self.records.append(record)
+        match = ORDER_ID.fullmatch(record["order_id"])
+        seen = self.seen.get(match.group(1)) if match else None
+        seq = int(match.group(2)) if match else 0
+        if seen is not None and 0 < seq < len(seen):
+            self.accounted += not seen[seq]
+            seen[seq] = min(seen[seq] + 1, 2)  # 2: more than once
+        elif len(self.unexpected) < SHOWN_IDS:
+            self.unexpected.append(record["order_id"])
+
+    def complete(self) -> bool:
+        return self.accounted == self.expected
+
+    def missing(self) -> tuple[int, list[str]]:
+        """How many expected orders never arrived, and the first few of their ids."""
+        return self.where(0)
+
+    def duplicated(self) -> tuple[int, list[str]]:
+        return self.where(2)
+
+    def where(self, times: int) -> tuple[int, list[str]]:
+        count = sum(seen[1:].count(times) for seen in self.seen.values())
+        ids = (
+            f"{producer}-{seq:06d}"
+            for producer, seen in self.seen.items()
+            for seq, n in enumerate(seen)
+            if seq and n == times
+        )
+        return count, list(islice(ids, SHOWN_IDS))
 
 
 @dataclass
 class Results:
-    records: list[dict] = field(default_factory=list)  # completion records, as they came
+    ledger: Ledger
     dead: list[str] = field(default_factory=list)  # riders that died before we stopped them
     killed: str = ""  # the rider --crash-consumer killed
 
@@ -45,60 +91,66 @@ def parse_record(data: bytes) -> dict | None:
     try:
         record = json.loads(data)
         names = (record["order_id"], record["consumer"], record["producer"])
-        if all(isinstance(name, str) for name in names) and float(record["delivery_s"]) >= 0:
+        record["delivery_s"] = float(record["delivery_s"])
+        for moment in (record["received_at"], record["done_at"]):
+            datetime.fromisoformat(moment)  # the live view and the timeline read them
+        if all(isinstance(name, str) for name in names) and 0 <= record["delivery_s"] < float("inf"):
             return record
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, AttributeError):
         pass
     return None
 
 
-def report(results: Results, plan: Plan, riders: list[str], producers: list[str], speed: float, wall_s: float) -> bool:
+def report(results: Results, riders: list[str], producers: list[str], wall_s: float) -> bool:
     """Print the table and the summary. True if every order arrived exactly once, or
     if the only orders missing can have died with a rider that was killed."""
-    orders = Counter(r["consumer"] for r in results.records)
-    busy: dict[str, float] = defaultdict(float)
-    split: dict[str, Counter] = defaultdict(Counter)
-    for r in results.records:
-        busy[r["consumer"]] += r["delivery_s"] * speed
-        split[r["consumer"]][r["producer"]] += 1
+    ledger = results.ledger
+    busy = ledger.busy
     by_producer = len(producers) > 1
     # The bar shows busy time, not orders: equal counts can still be unequal work.
     scale = BAR_WIDTH / max(max(busy.values(), default=0.0), 1e-9)
     header = f"{'rider':<10}{'orders':>7}{'busy s':>8}" + "".join(f"{p:>6}" for p in producers if by_producer)
     say(header)
     for name in riders:
-        split_cols = "".join(f"{split[name][p]:>6}" for p in producers if by_producer)
+        split_cols = "".join(f"{ledger.split[name][p]:>6}" for p in producers if by_producer)
         fate = "" if name not in results.dead else "  (killed)" if name == results.killed else "  (died)"
-        say(f"{name:<10}{orders[name]:>7}{busy[name]:>8.2f}{split_cols}  {'#' * round(busy[name] * scale)}{fate}")
+        bar = "#" * round(busy[name] * scale)
+        say(f"{name:<10}{ledger.orders[name]:>7}{busy[name]:>8.2f}{split_cols}  {bar}{fate}")
 
-    delivered = Counter(r["order_id"] for r in results.records)
-    missing = sorted(set(plan.expected) - set(delivered))
-    duplicated = sorted(order_id for order_id, n in delivered.items() if n > 1)
-    unexpected = sorted(set(delivered) - set(plan.expected))
-    counts = [orders[name] for name in riders if name not in results.dead]
-    work = sum(plan.expected.values()) * speed
+    missing, missing_ids = ledger.missing()
+    duplicated, duplicated_ids = ledger.duplicated()
+    wrong = duplicated + len(ledger.unexpected)
+    counts = [ledger.orders[name] for name in riders if name not in results.dead]
+    work = sum(busy.values())
     makespan = max(busy.values(), default=0.0)
     say("")
-    say(f"total orders: {len(plan.expected)} ({', '.join(producers)}), delivered {len(results.records)}")
+    say(f"total orders: {ledger.expected} ({', '.join(producers)}), delivered {ledger.delivered}")
     if results.dead:
-        say(f"lost with {', '.join(results.dead)} ({len(missing)}): {' '.join(missing) or 'none'}")
-        say(f"every other order delivered exactly once: {yes_no(not duplicated and not unexpected)}")
+        say(f"lost with {', '.join(results.dead)} ({missing}): {ids(missing_ids, missing) or 'none'}")
+        say(f"every other order delivered exactly once: {yes_no(not wrong)}")
     else:
-        say(f"delivered exactly once: {yes_no(not missing and not duplicated and not unexpected)}")
+        say(f"delivered exactly once: {yes_no(not missing and not wrong)}")
         if missing:
-            say(f"  missing ({len(missing)}): {' '.join(missing)}")
-    if duplicated or unexpected:
-        say(f"  duplicated or unexpected ({len(duplicated + unexpected)}): {' '.join(duplicated + unexpected)}")
+            say(f"  missing ({missing}): {ids(missing_ids, missing)}")
+    if wrong:
+        say(f"  duplicated or unexpected ({wrong}): {ids(duplicated_ids + ledger.unexpected, wrong)}")
     spread = max(counts, default=0) - min(counts, default=0)
     say(f"spread: max - min orders per {'surviving ' if results.dead else ''}rider = {spread}")
     if by_producer:
+        split = ledger.split
         per_producer = [max(split[n][p] for n in riders) - min(split[n][p] for n in riders) for p in producers]
         say(f"spread per producer: {', '.join(f'{p} {d}' for p, d in zip(producers, per_producer, strict=True))}")
-    say(f"expected work: {work:.2f} s; ideal time (work / {len(riders)} riders): {work / len(riders):.2f} s")
+    say(f"work delivered: {work:.2f} s; ideal time (work / {len(riders)} riders): {work / len(riders):.2f} s")
     say(f"wall time: {wall_s:.2f} s; busiest rider: {makespan:.2f} s; run.py overhead: {wall_s - makespan:.2f} s")
     # Orders lost with the rider we killed on purpose are the demo; with any other
     # death, something went wrong.
-    return not duplicated and not unexpected and (not missing or results.dead == [results.killed])
+    return not wrong and (not missing or results.dead == [results.killed])
+
+
+def ids(shown: list[str], count: int) -> str:
+    """Order ids for a report line: all of them, or the first few and how many more."""
+    more = count - len(shown)
+    return " ".join(shown) + (f" ... and {more} more" if more > 0 else "")
 
 
 def yes_no(flag: bool) -> str:

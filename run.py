@@ -8,6 +8,10 @@ for it stops the riders and prints who delivered what.
     python run.py                                # 1 producer, 10 riders, 50 orders
     python run.py --producers 2 --orders 30      # fair queueing across producers
     python run.py --speed 0 --orders 10000       # no simulated delivery time
+    python run.py --timeline run.svg             # and a picture of who delivered what, when
+
+On a terminal a live view shows a bar per rider while it runs; elsewhere (a pipe, a
+file) a line per delivery, or a summary a second in a flood.
 
 Sample report (README has a whole run):
 
@@ -33,17 +37,21 @@ import tempfile
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
-from cli import SetupError, bind, error, fail, non_negative_float, positive_int, say
+import cli
+from cli import SetupError, bind, error, fail, non_negative_float, plural, positive_int, say
 
 import zmq
 
 import consumer
 import producer
 from curve import make_keys
+from liveview import PlainView, TerminalView, ansi_terminal
 from orders import add_delivery_option
-from report import Plan, Results, parse_record, report
-from stopping import EXIT_OUTPUT_CLOSED, POLL_MS, StopFlag, child_stop, join_or_kill, shielded_children
+from report import Ledger, Results, parse_record, report
+from stopping import POLL_MS, StopFlag, child_stop, join_or_kill, shielded_children
+from timeline import write_timeline
 
 LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"  # port 0: the OS picks a free one
 JOIN_TIMEOUT_S = 1.5  # how long a stopped child may take before it is killed
@@ -57,8 +65,10 @@ JOIN_TIMEOUT_S = 1.5  # how long a stopped child may take before it is killed
 START_METHODS = [method for method in ("forkserver", "spawn") if method in multiprocessing.get_all_start_methods()]
 FORKSERVER_PRELOAD = ["__main__", "producer", "consumer"]
 
+View = TerminalView | PlainView  # what shows the run while it goes: see liveview.py
 
-def run(args: argparse.Namespace, plan: Plan, stop: StopFlag) -> Results:
+
+def run(args: argparse.Namespace, ledger: Ledger, view: View | None, stop: StopFlag) -> Results:
     """Start the producers, then the riders, and collect a completion record per order."""
     mp = multiprocessing.get_context(args.start_method)
     ctx = zmq.Context()
@@ -76,7 +86,7 @@ def run(args: argparse.Namespace, plan: Plan, stop: StopFlag) -> Results:
         results_endpoint = bind(sink, LOOPBACK_ANY_PORT)
         pipes = [mp.Pipe(duplex=False) for _ in range(args.producers)]  # each producer reports its endpoint
         for index, (_, endpoint_sender) in enumerate(pipes, start=1):
-            options = producer_options(args, index, keys.get("producer"), plan)
+            options = producer_options(args, index, keys.get("producer"))
             process = mp.Process(
                 target=producer_process, args=(children_stop, endpoint_sender, options), name=f"p{index}"
             )
@@ -90,7 +100,11 @@ def run(args: argparse.Namespace, plan: Plan, stop: StopFlag) -> Results:
             bound_endpoint(receiver, process, stop) for (receiver, _), process in zip(pipes, producers, strict=True)
         ]
         if stop.is_set():
-            return Results()
+            return Results(ledger)
+        bound = ", ".join(
+            f"{process.name} bound {endpoint}" for process, endpoint in zip(producers, endpoints, strict=True)
+        )
+        say(f"run.py: {bound}; starting {plural(args.consumers, 'rider')}")
         for name in rider_names(args):
             options = {"endpoints": endpoints, "name": name, "results": results_endpoint, "speed": args.speed}
             options["curve"] = keys.get(name)
@@ -98,7 +112,7 @@ def run(args: argparse.Namespace, plan: Plan, stop: StopFlag) -> Results:
         with shielded_children():
             for process in riders:
                 process.start()
-        return collect(sink, plan, producers, riders, stop, args)
+        return collect(sink, ledger, view, producers, riders, stop, args)
     finally:
         stop_children.close()  # every child stops: see child_stop()
         join_or_kill(producers + riders, JOIN_TIMEOUT_S, "run.py")
@@ -112,6 +126,7 @@ def run(args: argparse.Namespace, plan: Plan, stop: StopFlag) -> Results:
 
 def producer_process(stop_pipe: Connection, endpoint_pipe: Connection, options: dict) -> None:
     stop = child_stop(stop_pipe)
+    cli.mute()  # run.py shows the run
 
     def report_endpoint(endpoint: str) -> None:
         try:
@@ -128,7 +143,8 @@ def producer_process(stop_pipe: Connection, endpoint_pipe: Connection, options: 
 
 
 def consumer_process(stop_pipe: Connection, options: dict) -> None:
-    consumer.consume(stop=child_stop(stop_pipe), **options)
+    cli.mute()  # run.py shows the run
+    consumer.consume(stop=child_stop(stop_pipe), quiet=True, **options)
     stopping.exit(0)
 
 
@@ -136,10 +152,9 @@ def rider_names(args: argparse.Namespace) -> list[str]:
     return [f"rider-{index}" for index in range(1, args.consumers + 1)]
 
 
-def producer_options(args: argparse.Namespace, index: int, curve: tuple[str, str] | None, plan: Plan) -> dict:
-    """Producer number `index`'s arguments to produce(); its orders go into the plan."""
+def producer_options(args: argparse.Namespace, index: int, curve: tuple[str, str] | None) -> dict:
+    """Producer number `index`'s arguments to produce()."""
     name, seed = f"p{index}", args.seed + index
-    plan.add(name, seed, args.orders, args.delivery)
     # wait_consumers: every rider connected before the first order, so no slow joiners.
     options = {"orders": args.orders, "interval": args.interval, "delivery": args.delivery, "curve": curve}
     return options | {"name": name, "seed": seed, "wait_consumers": args.consumers}
@@ -158,32 +173,45 @@ def bound_endpoint(receiver: Connection, process: BaseProcess, stop: StopFlag) -
 
 
 def collect(
-    sink: zmq.Socket, plan: Plan, producers: list[BaseProcess], riders: list[BaseProcess], stop: StopFlag, args
+    sink: zmq.Socket,
+    ledger: Ledger,
+    view: View | None,
+    producers: list[BaseProcess],
+    riders: list[BaseProcess],
+    stop: StopFlag,
+    args: argparse.Namespace,
 ) -> Results:
-    """Read completion records until every planned order is accounted for, or until
+    """Read completion records until every expected order is accounted for, or until
     it is clear that the orders still missing died with a rider."""
-    results = Results()
-    outstanding = set(plan.expected)
-    longest_ride_s = max(plan.expected.values(), default=0.0) * args.speed
+    results = Results(ledger)
+    finished: set[str] = set()  # producers that sent all their orders
+    longest_ride_s = args.delivery[1] * args.speed
     last_record = time.monotonic()
-    while outstanding and not stop.is_set():
+    while not ledger.complete() and not stop.is_set():
         if sink.poll(POLL_MS):
             record = parse_record(sink.recv())
             if record is None:
                 error("run.py: ignored a malformed completion record")
                 continue
-            results.records.append(record)
-            outstanding.discard(record["order_id"])
+            ledger.add(record, args.speed)
+            if view:
+                view.delivered(record)
             last_record = time.monotonic()
-            if args.crash_consumer and not results.killed and len(results.records) >= len(plan.expected) // 4:
-                results.killed = crash_rider(riders[0])
-        if any(p.exitcode == EXIT_OUTPUT_CLOSED for p in producers + riders):
-            stop.output_closed = True  # nobody reads the output we share with the children
-            stop.set()
-            break
+            if args.crash_consumer and not results.killed and ledger.delivered >= ledger.expected // 4:
+                results.killed = crash_rider(riders[0], view)
+        if view:
+            view.draw()
+            if view.output_closed:
+                stop.output_closed = True  # the terminal is gone
+                stop.set()
         if any(p.exitcode not in (None, 0) for p in producers):
             error("run.py: a producer failed; stopping")
             break
+        for process in producers:
+            if process.exitcode == 0 and process.name not in finished:
+                finished.add(process.name)
+                if view:  # PUSH queued its orders at the riders: they deliver on without it
+                    view.note(f"run.py: {process.name} sent its {args.orders} orders and exited")
         results.dead = [r.name for r in riders if r.exitcode is not None]
         # A rider with work queued finishes an order at least every longest_ride_s.
         # Once the producers are done and the survivors have been quiet for longer,
@@ -197,10 +225,10 @@ def collect(
     return results
 
 
-def crash_rider(rider: BaseProcess) -> str:
+def crash_rider(rider: BaseProcess, view: View | None) -> str:
     """The --crash-consumer demo: killed outright (SIGKILL; on Windows TerminateProcess),
     so the rider gets no chance to clean up."""
-    say(f"run.py: killing {rider.name} outright")
+    (view.note if view else say)(f"run.py: killing {rider.name} outright")
     rider.kill()
     rider.join()
     return rider.name
@@ -220,28 +248,58 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--curve", action="store_true", help="encrypt and authenticate with CURVE (fresh keys)")
     start = "how children start (default %(default)s)"
     parser.add_argument("--start-method", choices=START_METHODS, default=START_METHODS[0], help=start)
+    parser.add_argument("--quiet", action="store_true", help="no live view or line per delivery: the report alone")
+    timeline = "write a timeline of the run (an SVG: who delivered what, when) to FILE"
+    parser.add_argument("--timeline", type=svg_file, metavar="FILE.svg", help=timeline)
     return parser.parse_args(argv)
+
+
+def svg_file(text: str) -> Path:
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no such directory for {text}")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop = stopping.catch_signals()
     started = time.monotonic()
-    plan = Plan()
+    producers = [f"p{index}" for index in range(1, args.producers + 1)]
+    riders = rider_names(args)
+    ledger = Ledger(dict.fromkeys(producers, args.orders), keep_records=bool(args.timeline))
+    view = None if args.quiet else TerminalView(riders, ledger.expected) if ansi_terminal(sys.stdout) else PlainView()
     if args.start_method == "forkserver":
         multiprocessing.set_forkserver_preload(FORKSERVER_PRELOAD)
     try:
-        results = run(args, plan, stop)
+        results = run(args, ledger, view, stop)
     except SetupError as exc:
         return fail(f"run.py: {exc}")
+    finally:
+        if view:
+            view.close()
     if stop.output_closed:
         return 1  # quietly: stopping.exit() makes it EXIT_OUTPUT_CLOSED
     if stop.is_set():
-        error(f"run.py: interrupted, {len(results.records)} of {len(plan.expected)} orders delivered")
+        error(f"run.py: interrupted, {ledger.delivered} of {ledger.expected} orders delivered")
         return 130
-    producers = [f"p{index}" for index in range(1, args.producers + 1)]
-    ok = report(results, plan, rider_names(args), producers, args.speed, time.monotonic() - started)
+    ok = report(results, riders, producers, time.monotonic() - started)
+    if args.timeline and ledger.records is not None:
+        work = sum(ledger.busy.values())
+        try:
+            write_timeline(args.timeline, ledger.records, riders, producers, work / len(riders), timeline_title(args))
+        except OSError as exc:
+            return fail(f"run.py: cannot write the timeline: {exc}")
+        say(f"timeline: {args.timeline}")
     return 0 if ok else 1
+
+
+def timeline_title(args: argparse.Namespace) -> str:
+    low, high = args.delivery
+    return (
+        f"{plural(args.producers, 'producer')}, {args.consumers} riders, {args.orders} orders each, "
+        f"delivery {low:g}-{high:g} s x speed {args.speed:g}"
+    )
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ def test_consumers_carry_on_when_the_producer_is_killed_and_restarted(scripts, s
 
 @posix_signals  # the producer is stopped with Ctrl-C (SIGINT), so that every order it sent is final
 def test_a_killed_consumer_loses_its_queue_and_the_others_get_everything_after(scripts, sink: Sink) -> None:
-    producer, endpoint = start_producer(scripts, "--interval", "0.01", "--wait-consumers", "3")
+    # 0.06 s apart: under 20 a second, so the producer prints a line per order (see cli.Pacer).
+    producer, endpoint = start_producer(scripts, "--interval", "0.06", "--wait-consumers", "3")
     riders = {n: start_consumer(scripts, f"rider-{n}", [endpoint], sink) for n in (1, 2, 3)}
     wait_until(lambda: len(sink.collect(0)) >= 15, what="the first orders")
     riders[3].kill()
@@ -169,7 +170,7 @@ def riders_alone(run: Script, count: int) -> list[psutil.Process]:
 
 def test_run_py_fails_when_a_rider_dies_unplanned(scripts) -> None:
     run = scripts("run.py", "--consumers", "3", "--orders", "30", "--speed", "0.5")
-    run.wait_for_line("p1: sent 30 orders")  # the producer is done: once it has exited, the workers are riders
+    run.wait_for_line("run.py: p1 sent its 30 orders and exited")  # from now on the workers are riders
     run.wait_for_line(r"rider-\d delivered")
     riders = riders_alone(run, 3)
     riders[0].kill()  # outright: SIGKILL, or TerminateProcess on Windows
@@ -186,7 +187,7 @@ def test_the_children_are_found_by_tag_and_stop_by_themselves_when_run_py_is_kil
     EOF) and are gone; once resumed, it stops by itself as well. (The fork server and the
     resource tracker wait for it: it holds their pipes too.)"""
     run = scripts("run.py", "--consumers", "3", "--orders", "200", "--speed", "1")
-    run.wait_for_line("p1: sent 200 orders")  # once the producer has exited, the workers are riders
+    run.wait_for_line("run.py: p1 sent its 200 orders and exited")  # from now on the workers are riders
     riders = riders_alone(run, 3)
 
     def tree() -> set[int]:

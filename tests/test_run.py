@@ -31,7 +31,10 @@ def check_even_spread(run: Script, orders: int, consumers: int) -> None:
     assert "delivered exactly once: yes" in run.stdout
     spread = int(orders % consumers != 0)
     assert f"spread: max - min orders per rider = {spread}" in run.stdout
-    assert len([line for line in run.stdout if " delivered p1-" in line]) == orders  # a line per delivery
+    # A line per delivery, unless over 20 a second: then a summary line a second (cli.Pacer).
+    lines = [line for line in run.stdout if " delivered p1-" in line]
+    flooded = any(line.startswith("run.py: riders delivered") for line in run.stdout)
+    assert len(lines) == orders or (flooded and len(lines) < orders), run.stdout
     assert "Traceback" not in run.output
     run.assert_no_process_left(workers=consumers + 1)
 
