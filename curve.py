@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from cli import SetupError, error, is_loopback
 
@@ -54,7 +55,21 @@ def load_keys(path: str, need_secret: bool = False) -> tuple[bytes, bytes | None
         raise SetupError(f"cannot read the key file {path}: {exc}") from None
     if need_secret and not secret:
         raise SetupError(f"{path} holds no secret key: pass the NAME.key_secret file")
+    if secret:
+        warn_if_readable(path)
     return public, secret
+
+
+def warn_if_readable(path: str) -> None:
+    """Say, as ssh does of a private key, when a secret key file is readable by other
+    users: whoever reads it can pose as us. zmq.auth.create_certificates() leaves it
+    so (mode 0644). Windows has no such mode bits (os.stat reports 0o666 for any
+    writable file): there the file's ACL decides, which we do not read."""
+    if sys.platform == "win32":
+        return
+    mode = os.stat(path).st_mode & 0o777
+    if mode & 0o077:
+        error(f"warning: {path} is readable by other users (mode {mode:04o}); chmod 600 {path}")
 
 
 def curve_server(ctx: zmq.Context, push: zmq.Socket, secret_file: str, allow_dir: str) -> ThreadAuthenticator:
@@ -110,9 +125,11 @@ def make_keys(directory: str, riders: list[str]) -> dict[str, tuple[str, str]]:
     allowed = os.path.join(directory, "allowed")
     os.mkdir(allowed)
     platform_public, platform_secret = zmq.auth.create_certificates(directory, "platform")
+    os.chmod(platform_secret, 0o600)  # secret: ours alone (see warn_if_readable)
     keys = {"producer": (platform_secret, allowed)}
     for name in riders:
         public, secret = zmq.auth.create_certificates(directory, name)
+        os.chmod(secret, 0o600)
         os.replace(public, os.path.join(allowed, os.path.basename(public)))
         keys[name] = (secret, platform_public)
     return keys

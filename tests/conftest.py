@@ -32,6 +32,7 @@ from typing import IO, Any, TypeVar
 import psutil
 import pytest
 import zmq
+import zmq.auth
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -342,3 +343,11 @@ class Sink:
 @pytest.fixture
 def sink(ctx: zmq.Context) -> Sink:
     return Sink(ctx)
+
+
+def make_certificates(directory: str | Path, name: str) -> tuple[str, str]:
+    """(NAME.key, NAME.key_secret) in directory, made as the README says: the secret
+    one readable by its owner alone (curve.warn_if_readable)."""
+    public, secret = zmq.auth.create_certificates(directory, name)
+    os.chmod(secret, 0o600)
+    return public, secret

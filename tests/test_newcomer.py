@@ -14,13 +14,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-import zmq.auth
 from conftest import (
     LOOPBACK_ANY_PORT,
     ROOT,
     TAG_VARIABLE,
     Scripts,
     Sink,
+    make_certificates,
     posix_signals,
     tagged_processes,
     wait_until,
@@ -61,7 +61,7 @@ def run_into_closed_pipe(args: list[str], lines: int, cwd: Path = ROOT) -> tuple
 
 @pytest.mark.parametrize("lines", [3, 30])
 def test_run_py_into_a_closed_pipe_ends_promptly_and_quietly(lines: int, scripts_dir: Path) -> None:
-    code, stderr, tag = run_into_closed_pipe(["run.py", "--speed", "0.2"], lines, scripts_dir)
+    code, stderr, tag = run_into_closed_pipe(["run.py"], lines, scripts_dir)  # the default: lines for 4 s
     assert code == EXIT_OUTPUT_CLOSED
     assert stderr == ""  # no traceback, no BrokenPipeError, no "refused a connection"
     wait_until(lambda: not tagged_processes(tag), 5, "no process of run.py left")
@@ -172,8 +172,8 @@ def test_binding_beyond_loopback_without_curve_warns_once(scripts: Scripts) -> N
 def test_binding_beyond_loopback_with_curve_does_not_warn(scripts: Scripts, tmp_path: Path) -> None:
     allowed = tmp_path / "allowed"
     allowed.mkdir()
-    _, secret = zmq.auth.create_certificates(tmp_path, "platform")
-    zmq.auth.create_certificates(allowed, "rider")
+    _, secret = make_certificates(tmp_path, "platform")
+    make_certificates(allowed, "rider")
     producer = scripts(
         "producer.py", "--bind", "tcp://*:0", "--curve-secret", str(secret), "--curve-allow", str(allowed)
     )
@@ -215,8 +215,8 @@ def test_a_backlogged_rider_takes_two_producers_in_turn(scripts: Scripts, sink: 
 def test_a_refused_riders_retries_are_counted_not_printed(scripts: Scripts, tmp_path: Path) -> None:
     allowed = tmp_path / "allowed"
     allowed.mkdir()
-    _, secret = zmq.auth.create_certificates(tmp_path, "platform")
-    zmq.auth.create_certificates(allowed, "rider")
+    _, secret = make_certificates(tmp_path, "platform")
+    make_certificates(allowed, "rider")
     producer, endpoint = start_producer(scripts, "--curve-secret", str(secret), "--curve-allow", str(allowed))
     # Three plain rogues: at least three refusals, however often each one retries.
     rogues = [scripts("consumer.py", "--name", f"rogue-{n}", "--connect", endpoint) for n in (1, 2, 3)]

@@ -33,7 +33,16 @@ from pathlib import Path
 import pytest
 import zmq
 import zmq.auth
-from conftest import LOOPBACK_ANY_PORT, ROOT, Script, Scripts, bound_endpoint, posix_signals, wait_until
+from conftest import (
+    LOOPBACK_ANY_PORT,
+    ROOT,
+    Script,
+    Scripts,
+    bound_endpoint,
+    make_certificates,
+    posix_signals,
+    wait_until,
+)
 
 from orders import make_orders, utc_now
 
@@ -295,7 +304,7 @@ def curve_session(scripts: Scripts, tmp_path: Path) -> list[str]:
     keys.mkdir(parents=True)
     allowed.mkdir()
     for name in ("platform", "rider-1", "rider-2", "rider-3"):
-        public, _ = zmq.auth.create_certificates(keys, name)
+        public, _ = make_certificates(keys, name)
         if name in ("rider-1", "rider-2"):
             (allowed / Path(public).name).write_bytes(Path(public).read_bytes())
     secret, platform_key = str(keys / "platform.key_secret"), keys / "platform.key"

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import selectors
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
 import pytest
-import zmq.auth
-from conftest import Sink, wait_until
+from conftest import Sink, make_certificates, wait_until
 from test_run import report_rows
 from test_scripts import start_consumer, start_producer
 
@@ -27,7 +28,7 @@ def keys(tmp_path: Path) -> dict[str, str]:
     allowed.mkdir()
     files = {}
     for name in ("producer", "rider-1", "rider-2", "rogue"):
-        public, secret = zmq.auth.create_certificates(tmp_path, name)
+        public, secret = make_certificates(tmp_path, name)
         files[name], files[f"{name}.public"] = secret, public
         if name.startswith("rider"):
             (allowed / Path(public).name).write_bytes(Path(public).read_bytes())
@@ -178,6 +179,7 @@ def test_unusable_curve_files_are_one_clear_line_and_a_failure(scripts, keys, tm
     broken = tmp_path / "broken.key_secret"
     text = Path(keys["producer"]).read_text()
     broken.write_text(text.replace('secret-key = "', 'secret-key = "x'))  # 41 characters: not a key
+    broken.chmod(0o600)
     empty = tmp_path / "empty"
     empty.mkdir()
     cases = [
@@ -189,3 +191,17 @@ def test_unusable_curve_files_are_one_clear_line_and_a_failure(scripts, keys, tm
         producer = scripts("producer.py", "--bind", "tcp://127.0.0.1:0", *args)
         assert producer.wait(timeout=5) == 1  # no hang, even with the authenticator involved
         assert len(producer.stderr) == 1 and message in producer.stderr[0], producer.output
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows has no group/other mode bits: its ACLs decide")
+def test_a_secret_key_readable_by_others_is_warned_about_once(scripts, keys, sink: Sink) -> None:
+    """As zmq.auth.create_certificates() leaves it (0644): whoever can read it can pose as us."""
+    os.chmod(keys["producer"], 0o644)
+    producer, endpoint = curve_producer(scripts, keys, "--orders", "2", "--interval", "0", "--wait-consumers", "1")
+    rider = curve_rider(scripts, keys, "rider-1", endpoint, sink)  # its key is 0600: no word
+    assert len(sink.collect(2)) == 2
+    assert producer.wait() == 0
+    warning = f"warning: {keys['producer']} is readable by other users (mode 0644); chmod 600 {keys['producer']}"
+    assert producer.stderr == [warning]
+    rider.stop()
+    assert rider.stderr == []
