@@ -104,7 +104,8 @@ def run(args: argparse.Namespace, ledger: Ledger, view: View | None, stop: StopF
         bound = ", ".join(
             f"{process.name} bound {endpoint}" for process, endpoint in zip(producers, endpoints, strict=True)
         )
-        say(f"run.py: {bound}; starting {plural(args.consumers, 'rider')}")
+        if view:
+            view.note(f"run.py: {bound}; starting {plural(args.consumers, 'rider')}")
         for name in rider_names(args):
             options = {"endpoints": endpoints, "name": name, "results": results_endpoint, "speed": args.speed}
             options["curve"] = keys.get(name)

@@ -1,4 +1,4 @@
-"""Benchmark of the PUSH/PULL pipeline: throughput, latency, round robin and start-up.
+"""Benchmark of the PUSH/PULL pipeline: throughput, latency, round robin, start-up, and scale.
 
 Runs the project's own code (producer.produce, consumer.consume, run.py) in real
 processes, next to bare pyzmq ceilings, and prints one table. Each section is a module
@@ -10,13 +10,17 @@ of its own, named for what it measures, and runs alone too (python benchmarks/la
 2. latency.py: p50/p99 at a fixed rate (--rate): bare pyzmq, and produce -> consume.
 3. round_robin.py: round robin versus a load-aware ROUTER/REQ dispatcher, 100 orders on 10 riders.
 4. startup.py: run.py's "run.py overhead" line; 10 ZeroMQ processes per start method.
+5. same_work.py: the project's scripts (producer.py, 10 x consumer.py, output to files) against
+   bare pyzmq scripts doing the same job, started the same way: orders/s, CPU per order, ratio.
+6. growth.py: run.py's peak memory at 10,000, 100,000 and 1,000,000 orders.
+7. riders.py: run.py's "run.py overhead" for 10 to 200 riders, per start method.
 
 harness.py holds what they share: the table, the child processes, the command line;
 pipelines.py the two runs (produce -> consume, bare PUSH -> PULL) that the first three
-sections time.
+sections time; timed.py and bare_pipeline.py are same_work.py's helper scripts.
 
-    python benchmarks/bench.py            # about a minute
-    python benchmarks/bench.py --quick    # about 10 s on 2 cores
+    python benchmarks/bench.py            # several minutes (growth's 1,000,000 orders alone: a minute or more)
+    python benchmarks/bench.py --quick    # about 15 s on 2 cores
     python benchmarks/bench.py --only throughput --only latency
 
 Progress goes to stderr, the table to stdout. Exit status 1 if any order was lost.
@@ -28,8 +32,11 @@ import sys
 
 import harness  # first: it puts the repository on sys.path
 
+import growth
 import latency
+import riders
 import round_robin
+import same_work
 import startup
 import throughput
 
@@ -38,6 +45,9 @@ SECTIONS: dict[str, harness.Section] = {
     "latency": latency.bench_latency,
     "roundrobin": round_robin.bench_round_robin,
     "startup": startup.bench_startup,
+    "samework": same_work.bench_same_work,
+    "growth": growth.bench_growth,
+    "riders": riders.bench_riders,
 }
 
 if __name__ == "__main__":

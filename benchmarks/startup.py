@@ -40,17 +40,22 @@ from run import FORKSERVER_PRELOAD
 
 START_METHOD = harness.START_METHOD
 PROBES = [("spawn", ["__main__"]), ("forkserver", ["__main__"]), ("forkserver", FORKSERVER_PRELOAD), ("fork", [])]
-OVERHEAD_LINE = re.compile(r"busiest rider: ([\d.]+) s; run\.py overhead: (-?[\d.]+) s")
+OVERHEAD_LINE = re.compile(r"wall time: ([\d.]+) s; busiest rider: ([\d.]+) s; run\.py overhead: (-?[\d.]+) s")
+TOTAL_LINE = re.compile(r"total orders: (\d+) \(.*\), delivered (\d+)")
 
 
-def run_runpy(orders: int, speed: float) -> dict:
-    """python run.py --orders N --speed S: its own overhead line."""
-    command = [sys.executable, str(REPO / "run.py"), "--orders", str(orders), "--speed", str(speed)]
-    status, out, _ = run_command(command, timeout=60)
+def run_runpy(orders: int, speed: float, *options: str, timeout: float = 60) -> dict:
+    """python run.py --orders N --speed S [options]: its own overhead line, and how many orders it saw delivered."""
+    command = [sys.executable, str(REPO / "run.py"), "--orders", str(orders), "--speed", str(speed), *options]
+    status, out, _ = run_command(command, timeout=timeout)
+    if status is None:
+        return {"error": f"timed out after {timeout:g} s"}
     if status != 0 or not (match := OVERHEAD_LINE.search(out)):
-        return {"error": "timed out after 60 s" if status is None else f"exit status {status}, no overhead line"}
-    busiest, overhead = map(float, match.groups())
-    return {"busiest": busiest, "overhead": overhead, "exactly_once": "delivered exactly once: yes" in out}
+        return {"error": f"exit status {status}, no overhead line"}
+    wall, busiest, overhead = map(float, match.groups())
+    delivered = int(total.group(2)) if (total := TOTAL_LINE.search(out)) else 0
+    once = "delivered exactly once: yes" in out
+    return {"wall": wall, "busiest": busiest, "overhead": overhead, "delivered": delivered, "exactly_once": once}
 
 
 # --- a start-method probe, run by run_probe() in a fresh interpreter: startup.py --probe METHOD MODULE... ---

@@ -10,7 +10,7 @@ import psutil
 import pytest
 from conftest import Script, wait_until
 
-SECTIONS = ("throughput", "ratio", "latency", "round-robin", "startup")
+SECTIONS = ("throughput", "ratio", "latency", "round-robin", "startup", "same-work", "growth", "riders")
 HEADER = ["section", "case", "C", "n", "result", "delivered", "target", "detail"]
 POLL_S = 0.05  # how often to look for the benchmark's processes: a polling interval, not a synchronisation
 
@@ -21,12 +21,19 @@ def table_rows(bench: Script) -> list[list[str]]:
     return [row for row in rows if row[0] in SECTIONS]
 
 
-def descendants(pid: int) -> set[int]:
+def descendants(pid: int) -> list[psutil.Process]:
     """The live processes that `pid` started, directly or not (none once it is gone)."""
     try:
-        return {child.pid for child in psutil.Process(pid).children(recursive=True)}
+        return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
-        return set()
+        return []
+
+
+def command_line(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
 
 
 def alive(pid: int) -> bool:
@@ -37,13 +44,16 @@ def alive(pid: int) -> bool:
         return False
 
 
-def run_watching_descendants(bench: Script, timeout: float) -> set[int]:
+def run_watching_descendants(bench: Script, timeout: float) -> dict[int, str]:
     """Wait for the benchmark to exit, meanwhile collecting the pids of every process it
-    starts (its children, the fork server's children, run.py's): those seen alive."""
-    seen: set[int] = set()
+    starts (its children, the fork server's children, run.py's, the scripts that the
+    same-work section runs), with their command lines: those seen alive."""
+    seen: dict[int, str] = {}
     deadline = time.monotonic() + timeout
     while bench.proc.poll() is None and time.monotonic() < deadline:
-        seen |= descendants(bench.pid)
+        for process in descendants(bench.pid):
+            if not seen.get(process.pid):  # the latest: between fork and exec it shows its parent's
+                seen[process.pid] = command_line(process)
         time.sleep(POLL_S)
     assert bench.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, bench.output
     return seen
@@ -68,7 +78,32 @@ def test_quick_benchmark_prints_its_table_and_delivers_every_order(scripts) -> N
     for row in throughput + round_robin:
         delivered, sent = map(int, row[5].split("/"))
         assert delivered == sent > 0, row
-    assert "every order delivered in all 12 throughput and round-robin cases" in bench.stdout, bench.output
+
+    # Same work: the project's scripts and the two bare-pyzmq references, every order
+    # delivered to the sink on each side; then the ratios project / each reference.
+    same_work = [row for row in rows if row[0] == "same-work"]
+    sides = [row for row in same_work if not row[1].startswith("ratio")]
+    assert [row[1].split(" ")[0] for row in sides] == ["project:", "bare", "bare"], bench.output
+    for row in sides:
+        delivered, sent = map(int, row[5].split("/"))
+        assert delivered == sent == int(row[3]) > 0 and row[4].endswith(" /s"), row
+    same_ratios = [row for row in same_work if row[1].startswith("ratio project / bare")]
+    assert len(same_ratios) == 2 and all(float(row[4]) > 0 for row in same_ratios), bench.output
+
+    # Memory as the orders grow (--quick: 2,000 and 10,000) and run.py with 10 and 50
+    # riders: every run delivered every order exactly once, and measured something.
+    growth = [row for row in rows if row[0] == "growth"]
+    assert [row[3] for row in growth] == ["2000", "10000"], bench.output
+    riders = [row for row in rows if row[0] == "riders"]
+    assert [row[2] for row in riders] == ["10", "50"], bench.output
+    for row, unit in [(row, "MB") for row in growth] + [(row, "s") for row in riders]:
+        delivered, sent = map(int, row[5].split("/"))
+        assert delivered == sent == int(row[3]) > 0, row
+        assert re.fullmatch(rf"-?\d+\.\d+ {unit}", row[4]) and "exactly once: yes" in row[7], row
+
+    # The line under the table counts the cases that must lose nothing: 8 throughput, 4
+    # round robin, 3 same work, 2 growth, 2 riders.
+    assert "every order delivered in all 19 cases that count them" in bench.stdout, bench.output
 
     # The ratios full / bare bytes and full / bare json, for C = 1 and 10: numbers, met or not.
     ratios = [row for row in rows if row[0] == "ratio"]
@@ -89,8 +124,12 @@ def test_quick_benchmark_prints_its_table_and_delivers_every_order(scripts) -> N
     assert not [row for row in rows if any(cell.startswith("failed") for cell in row)], bench.output
 
     # Every process it started is gone: its children, and theirs (the fork server's,
-    # run.py's). Not vacuous: each run of the round-robin rows alone starts 10 riders.
+    # run.py's), and the scripts of the same-work section. Not vacuous: each run of the
+    # round-robin rows alone starts 10 riders, and the same-work section runs the
+    # project's scripts and the bare ones as processes of their own.
     assert len(started) >= 10, started
+    for script in ("producer.py", "consumer.py", "bare_pipeline.py producer", "bare_pipeline.py consumer", "run.py"):
+        assert any(script in cmdline for cmdline in started.values()), (script, started)
     wait_until(
         lambda: not any(alive(pid) for pid in started), timeout=5, what=f"its processes {sorted(started)} to exit"
     )
