@@ -28,6 +28,7 @@ if __name__ == "__main__":
     stopping.catch_signals()  # first of all: from here on, Ctrl-C ends this script cleanly
 
 import argparse
+import json
 import time
 
 from cli import Pacer, SetupError, connect, error, fail, non_negative_float, non_negative_int, numeric, plural, say
@@ -41,6 +42,7 @@ from orders import MAX_ORDER_BYTES, InvalidOrder, completion_record, parse_order
 from stopping import POLL_MS, StopFlag
 
 DEFAULT_CONNECT = "tcp://127.0.0.1:5557"
+SINK_PATIENCE_S = 2.0  # how long a completion record waits for a sink that takes none
 
 
 def consume(
@@ -89,7 +91,7 @@ def consume(
                 break
             delivered += 1
             if sink:
-                report(sink, completion_record(order, name, received_at), name)
+                report(sink, completion_record(order, name, received_at), name, stop)
         if lines:
             lines.flush()
         say(f"{name}: {'stopped' if stop.is_set() else 'done'}, delivered {plural(delivered, 'order')}")
@@ -146,13 +148,21 @@ def delivered_line(name: str, order: dict, took_s: float) -> str:
     return f"{name} delivered {order['order_id']} from {order['producer']} ({route}) in {took_s:.2f} s"
 
 
-def report(sink: zmq.Socket, record: dict, name: str) -> None:
-    # NOBLOCK: a sink that is gone must not freeze the rider. Its connect-side queue
-    # holds 1000 records (the high-water mark) before this fails, and then we say so.
-    try:
-        sink.send_json(record, zmq.NOBLOCK)
-    except zmq.Again:
-        error(f"{name}: results sink not taking records: dropped the one for {record['order_id']}")
+def report(sink: zmq.Socket, record: dict, name: str, stop: StopFlag) -> None:
+    """Send a completion record. A slow sink holds the rider back (back-pressure, as a
+    PUSH does everywhere), for up to SINK_PATIENCE_S; a sink that is gone costs the
+    record, and we say so. Never a blocking send: Ctrl-C must still work."""
+    data = json.dumps(record).encode()
+    deadline = time.monotonic() + SINK_PATIENCE_S
+    while True:
+        try:
+            sink.send(data, zmq.NOBLOCK)
+            return
+        except zmq.Again:  # its queue is full: the high-water mark, 1000 records
+            if stop.is_set() or time.monotonic() > deadline:
+                error(f"{name}: results sink not taking records: dropped the one for {record['order_id']}")
+                return
+            sink.poll(POLL_MS, zmq.POLLOUT)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

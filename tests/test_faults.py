@@ -70,7 +70,7 @@ def test_a_killed_consumer_loses_its_queue_and_the_others_get_everything_after(s
     riders[3].kill()
     riders[3].wait()
     # The producer noticed the death, and says which consumer (its address) is gone.
-    producer.wait_for_line(r"p1: consumer 127\.0\.0\.1:\d+ gone \(it quit, or went silent for 3 s\)")
+    producer.wait_for_line(r"p1: consumer 127\.0\.0\.1:\d+ gone \(it quit, or went silent for 1.5 s\)")
     closed_at = next(i for i, line in enumerate(producer.stdout) if " gone (" in line)
     producer.wait_for_line(r"sent p1-\d+", timeout=5)
     wait_until(lambda: len(producer.stdout) > closed_at + 30, what="30 more orders after the death")
