@@ -75,6 +75,7 @@ class ConsumerWatch:
         self.quiet = quiet
         self.curve = curve
         self.handshakes = 0
+        self.caught_up = False  # see catch_up()
         self.next_drain = 0.0
         self.endpoint = ""  # where riders connect, once bound
         self.since = time.monotonic()
@@ -117,6 +118,16 @@ class ConsumerWatch:
         if self.refused and now >= self.next_summary:
             self.sum_up_refusals()
             self.next_summary = now + REFUSALS_EVERY_S
+
+    def catch_up(self) -> None:
+        """A consumer took an order before its handshake event came: the event can
+        trail the connection by a moment. Wait for it (briefly), so the log tells the
+        story in order. Once: a peer that never shakes hands (see README, Security)
+        must not slow every send."""
+        if not self.caught_up:
+            self.caught_up = True
+            self.monitor.poll(POLL_MS)
+            self.drain()
 
     def sum_up_refusals(self) -> None:
         for reason, count in self.refused.items():

@@ -139,6 +139,8 @@ def send_when_ready(push: zmq.Socket, watch: ConsumerWatch, data: bytes, stop: S
     while not stop.is_set():
         try:
             push.send(data, zmq.NOBLOCK)
+            if not watch.handshakes:
+                watch.catch_up()  # so that "consumer connected" comes before "sent"
             return True
         except zmq.Again:
             # Wake up for the socket becoming writable or for a monitor event.

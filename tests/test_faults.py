@@ -16,6 +16,7 @@ import subprocess
 import psutil
 import pytest
 from conftest import Script, Sink, posix_signals, wait_until
+from test_readme import check, mismatches
 from test_run import report_rows
 from test_scripts import start_consumer, start_producer
 
@@ -239,3 +240,4 @@ def test_heartbeats_drop_a_frozen_rider_and_it_comes_back_by_itself(scripts, sin
     riders[0].wait_for_line(r"rider-1: producer tcp://127\.0\.0\.1:\d+ back")
     before = delivered_by("rider-1")
     wait_until(lambda: delivered_by("rider-1") > before + 5, what="rider-1 delivering again")
+    check(mismatches("heartbeats", producer, {"rider-1": riders[0]}))  # what README.md shows

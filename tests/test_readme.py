@@ -64,6 +64,7 @@ SAMPLES = {
     "curve-rider-3": "the same run: rider-3's terminal",
     "curve-rider-9": "the same run: rider-9's terminal",
     "silent-waits": "a rider with no producer on its port, a producer with no rider",
+    "heartbeats": "a rider that vanished, then came back (checked in test_faults: a frozen rider)",
     "crash": "python run.py --crash-consumer",
     "benchmark": "not run (a minute of timings): its rows' labels are checked against bench.py's code",
 }
