@@ -173,8 +173,11 @@ class Pacer:
 
 def error(message: str) -> None:
     """One line on stderr: how every script reports what went wrong."""
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+    except OSError:  # nobody can read it any more (a closed terminal): nothing to tell
+        pass
 
 
 def plural(count: int, noun: str) -> str:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from cli import Pacer, say
+from cli import Pacer, error, say
 
 FRAME_S = 0.1  # at most 10 frames a second: more only costs CPU
 HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
@@ -94,10 +94,15 @@ class TerminalView:
         rider = record["consumer"]
         self.counts[rider] = self.counts.get(rider, 0) + 1
 
-    def note(self, line: str) -> None:
-        """Say something while the view is up: the line goes above it, the view below."""
+    def note(self, line: str, problem: bool = False) -> None:
+        """Say something while the view is up: the line goes above it (on stderr if it
+        is a problem), the view below."""
         up = f"\x1b[{self.lines}A" if self.lines else ""
-        self.write("\r" + up + ERASE_BELOW + line + "\n")
+        if problem:
+            self.write("\r" + up + ERASE_BELOW)
+            error(line)
+        else:
+            self.write("\r" + up + ERASE_BELOW + line + "\n")
         self.lines = 0
         self.draw(force=True)
 
@@ -179,8 +184,8 @@ class PlainView:
     def draw(self, force: bool = False) -> None:
         pass
 
-    def note(self, line: str) -> None:
-        say(line)
+    def note(self, line: str, problem: bool = False) -> None:
+        (error if problem else say)(line)
 
     def close(self) -> None:
         self.lines.flush()

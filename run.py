@@ -116,6 +116,8 @@ def run(args: argparse.Namespace, ledger: Ledger, view: View | None, stop: StopF
                 process.start()
         return collect(sink, ledger, view, producers, riders, stop, args)
     finally:
+        if view:
+            view.close()  # before anything else is said
         stop_children.close()  # every child stops: see child_stop()
         join_or_kill(producers + riders, JOIN_TIMEOUT_S, "run.py")
         sink.close(linger=0)
@@ -199,7 +201,7 @@ def collect(
                 stop.output_closed = True  # the terminal is gone
                 stop.set()
         if any(p.exitcode not in (None, 0) for p in producers):
-            error("run.py: a producer failed; stopping")
+            complain(view, "run.py: a producer failed; stopping")
             break
         for process in producers:
             if process.exitcode == 0 and process.name not in finished:
@@ -222,7 +224,7 @@ def take_records(sink: zmq.Socket, ledger: Ledger, view: View | None, speed: flo
         except zmq.Again:
             break
         if record is None:
-            error("run.py: ignored a malformed completion record")
+            complain(view, "run.py: ignored a malformed completion record")
             continue
         ledger.add(record, speed)
         taken += 1
@@ -244,6 +246,14 @@ def nothing_more_to_come(
     # More grace when nobody died: a slow rider on a busy machine is no lost record.
     grace_s = 0.5 if results.dead else 2.0
     return producers_done and time.monotonic() - last_record > args.delivery[1] * args.speed + grace_s
+
+
+def complain(view: View | None, line: str) -> None:
+    """A problem, on stderr: above the live view, if it is up."""
+    if view:
+        view.note(line, problem=True)
+    else:
+        error(line)
 
 
 def crash_rider(rider: BaseProcess, view: View | None) -> str:
@@ -296,9 +306,6 @@ def main(argv: list[str] | None = None) -> int:
         results = run(args, ledger, view, stop)
     except SetupError as exc:
         return fail(f"run.py: {exc}")
-    finally:
-        if view:
-            view.close()
     if stop.output_closed:
         return 1  # quietly: stopping.exit() makes it EXIT_OUTPUT_CLOSED
     if stop.is_set():

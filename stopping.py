@@ -40,6 +40,8 @@ EXIT_OUTPUT_CLOSED = 141
 STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM]  # Ctrl-C, and `kill` or a service manager
 if sys.platform == "win32":
     STOP_SIGNALS.append(signal.SIGBREAK)  # Ctrl-Break in a Windows console
+else:
+    STOP_SIGNALS.append(signal.SIGHUP)  # the terminal window was closed
 
 
 class StopFlag:
