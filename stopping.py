@@ -40,8 +40,6 @@ EXIT_OUTPUT_CLOSED = 141
 STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM]  # Ctrl-C, and `kill` or a service manager
 if sys.platform == "win32":
     STOP_SIGNALS.append(signal.SIGBREAK)  # Ctrl-Break in a Windows console
-else:
-    STOP_SIGNALS.append(signal.SIGHUP)  # the terminal window was closed
 
 
 class StopFlag:
@@ -157,6 +155,7 @@ if sys.platform == "win32" or not hasattr(signal, "pthread_sigmask"):
             ctypes.windll.kernel32.SetConsoleCtrlHandler(None, False)
 
 else:
+    STOP_SIGNALS.append(signal.SIGHUP)  # POSIX: the terminal window was closed
 
     @contextlib.contextmanager
     def shielded_children() -> Iterator[None]:

@@ -35,7 +35,7 @@ from typing import Any
 # harness first: it puts the repository on sys.path (for consumer, producer and orders, below)
 from harness import LOOPBACK, MP, UNIFORM, BenchError, Children, child_setup, cpu_s, wait_handshakes
 
-from cli import bind
+from cli import Pacer, bind
 
 import zmq
 
@@ -136,9 +136,9 @@ def project_consumer(
     if tap_created_at:
         consumer.completion_record = lambda order, *args: dict(record(order, *args), created_at=order["created_at"])
 
-    def deliver(order: dict, name: str, speed: float, stop: stopping.StopFlag, quiet: bool) -> bool:
+    def deliver(order: dict, name: str, speed: float, stop: stopping.StopFlag, lines: Pacer | None) -> bool:
         nonlocal count  # replaces consumer.deliver
-        if not real_deliver(order, name, speed, stop, quiet):
+        if not real_deliver(order, name, speed, stop, lines):
             return False
         count += 1
         shared[slot : slot + 2] = [count, time.perf_counter()]

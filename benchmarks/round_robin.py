@@ -96,7 +96,7 @@ def ready_worker(stop_pipe: Connection, endpoint: str, index: int, speed: float)
                 break
             received = time.time()
             order = parse_order(data)
-            deliver(order, f"rider-{index + 1}", speed, stop, quiet=True)
+            deliver(order, f"rider-{index + 1}", speed, stop, None)  # None: no line
             record = {k: order[k] for k in ("order_id", "delivery_s")} | {"consumer": f"rider-{index + 1}"}
             request = json.dumps(dict(record, received=received, done=time.time())).encode()
     finally:
