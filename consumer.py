@@ -36,7 +36,7 @@ from cli import Pacer, SetupError, connect, error, fail, non_negative_float, non
 import zmq
 
 from curve import add_curve_options, curve_client, curve_option
-from heartbeats import DEFAULT_HEARTBEATS, Heartbeats, add_heartbeat_options, heartbeat_option
+from heartbeats import DEFAULT_HEARTBEATS, Heartbeats, add_heartbeat_options, heartbeat_option, read_without_limit
 from monitoring import ProducerLinks
 from orders import MAX_ORDER_BYTES, InvalidOrder, completion_record, parse_order, utc_now
 from stopping import POLL_MS, StopFlag
@@ -65,6 +65,7 @@ def consume(
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
     pull.maxmsgsize = MAX_ORDER_BYTES  # a bigger message is a protocol error: see ProducerLinks
+    read_without_limit(pull)  # with heartbeats, a full queue crashes libzmq 4.3: see heartbeats.py
     sink = ctx.socket(zmq.PUSH) if results else None
     # Heartbeats: notice a producer (or a network) that went silent, and reconnect.
     for sock in (pull, sink):

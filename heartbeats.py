@@ -53,6 +53,19 @@ class Heartbeats:
         return f"it quit, or went silent for {self.timeout_s:g} s" if self.interval_s else "it quit"
 
 
+def read_without_limit(sock: zmq.Socket) -> None:
+    """No high-water mark on a socket that receives from a peer with heartbeats.
+
+    libzmq 4.3 (pyzmq bundles 4.3.5) has a known bug: once a receiving socket's queue
+    is full, its connection stops reading, so a PING waits unanswered; the peer drops
+    the connection at its timeout (a busy rider taken for a vanished one), and libzmq
+    may then abort the process ("Assertion failed: !_io_error", libzmq issues #3937,
+    #4364, #4767). Measured here: a rider 1000 orders behind, heartbeats on, aborted.
+    Without a limit the queue never fills: a slow rider's backlog waits in its own
+    memory instead of the producer's (README, "HWM")."""
+    sock.rcvhwm = 0
+
+
 def add_heartbeat_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--heartbeat",

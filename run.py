@@ -47,6 +47,7 @@ import zmq
 import consumer
 import producer
 from curve import make_keys
+from heartbeats import read_without_limit
 from liveview import PlainView, TerminalView, ansi_terminal
 from orders import add_delivery_option
 from report import Ledger, Results, parse_record, report
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace, ledger: Ledger, view: View | None, stop: StopF
     ctx = zmq.Context()
     # The sink: riders connect a PUSH to it, so it binds. Port 0: any free port.
     sink = ctx.socket(zmq.PULL)
+    read_without_limit(sink)  # riders send heartbeats: see heartbeats.py
     # run.py stops its children by closing this pipe's writing end (see stopping.py).
     children_stop, stop_children = mp.Pipe(duplex=False)
     producers: list[BaseProcess] = []

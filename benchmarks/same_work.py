@@ -203,6 +203,7 @@ def run_side(kind: str, n: int, seed: int, folder: Path, timeout: float) -> Roun
     commands = SIDES[kind][1]
     ctx = zmq.Context()
     sink = ctx.socket(zmq.PULL)
+    sink.rcvhwm = 0  # as run.py's sink: the project's riders send heartbeats (heartbeats.read_without_limit)
     scripts: list[Script] = []
     result = Round()
     try:

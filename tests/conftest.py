@@ -326,6 +326,7 @@ class Sink:
 
     def __init__(self, ctx: zmq.Context) -> None:
         self.socket = ctx.socket(zmq.PULL)
+        self.socket.rcvhwm = 0  # as run.py's sink: riders send heartbeats (heartbeats.read_without_limit)
         self.socket.bind(LOOPBACK_ANY_PORT)
         self.endpoint = self.socket.last_endpoint.decode()
         self.records: list[dict] = []

@@ -238,6 +238,7 @@ def sink(endpoint: str) -> None:
     """A results sink like run.py's, for riders on other hosts: bind a PULL socket and
     print every completion record as one JSON line, until killed."""
     pull = zmq.Context().socket(zmq.PULL)
+    pull.rcvhwm = 0  # as run.py's sink: riders send heartbeats (heartbeats.read_without_limit)
     pull.bind(endpoint)
     print(f"sink: bound {pull.getsockopt_string(zmq.LAST_ENDPOINT)}", flush=True)
     while True:

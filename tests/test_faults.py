@@ -241,3 +241,18 @@ def test_heartbeats_drop_a_frozen_rider_and_it_comes_back_by_itself(scripts, sin
     before = delivered_by("rider-1")
     wait_until(lambda: delivered_by("rider-1") > before + 5, what="rider-1 delivering again")
     check(mismatches("heartbeats", producer, {"rider-1": riders[0]}))  # what README.md shows
+
+
+def test_a_rider_far_behind_stays_connected_with_heartbeats(scripts, sink: Sink) -> None:
+    """Busy is not gone: a rider thousands of orders behind keeps its connection and
+    delivers them all. With its receive queue capped (the default high-water mark),
+    libzmq 4.3 stopped reading PINGs once the queue was full, dropped the rider at the
+    heartbeat timeout, or aborted it (see heartbeats.read_without_limit)."""
+    producer, endpoint = start_producer(
+        scripts, "--orders", "3000", "--interval", "0", "--wait-consumers", "1", *HEARTBEATS
+    )
+    rider = start_consumer(scripts, "rider-1", [endpoint], sink, "--speed", "0.001", "--quiet", *HEARTBEATS)
+    assert len(sink.collect(3000, timeout=30)) == 3000
+    assert producer.wait() == 0
+    assert not any(" gone (" in line for line in producer.stdout), producer.stdout
+    assert rider.proc.poll() is None and rider.stderr == [], rider.output
