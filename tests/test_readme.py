@@ -361,7 +361,8 @@ def test_the_benchmark_tables_rows_are_rows_that_bench_py_prints(monkeypatch: py
 def benchmark_labels(lines: list[str]) -> list[tuple[str, ...]]:
     """(section, case, C) of every row of a benchmark table as bench.py prints it."""
     rows = [tuple(re.split(r"\s{2,}", line.strip())) for line in lines]
-    return [row[:3] for row in rows if row[0] in ("throughput", "ratio", "latency", "round-robin", "startup")]
+    sections = ("throughput", "ratio", "latency", "round-robin", "startup", "same-work", "growth", "riders")
+    return [row[:3] for row in rows if row[0] in sections]
 
 
 def labels_bench_py_prints(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
@@ -373,9 +374,11 @@ def labels_bench_py_prints(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, .
     import harness
 
     import bench
+    import growth
     import latency
     import pipelines
     import round_robin
+    import same_work
     import startup
     import throughput
 
@@ -404,7 +407,17 @@ def labels_bench_py_prints(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, .
     monkeypatch.setattr(latency, "run_project", run_with_records)
     monkeypatch.setattr(round_robin, "run_project", run_with_records)
     monkeypatch.setattr(round_robin, "run_dispatcher", dispatcher)
-    monkeypatch.setattr(startup, "run_runpy", lambda *args: {"busiest": 0.1, "overhead": 0.1, "exactly_once": True})
+    def runpy(orders: int, *args: object, **kwargs: object) -> dict:
+        return {"wall": 0.2, "busiest": 0.1, "overhead": 0.1, "delivered": orders, "exactly_once": True}
+
+    def growing(orders: int, *args: object, **kwargs: object) -> dict:
+        once = {"delivered": orders, "exactly_once": True, "workers": 11}
+        return once | {"wall": 1.0, "peak": 30.0, "rider": 25.0, "producer": 25.0}
+
+    monkeypatch.setattr(startup, "run_runpy", runpy)
+    monkeypatch.setattr(growth, "measure", growing)
+    monkeypatch.setattr(growth, "runpy_has_quiet", lambda: True)
+    monkeypatch.setattr(same_work, "run_side", lambda kind, n, *args: same_work.Round(n, 1000.0, 1.0, 0.1, 0.2))
     monkeypatch.setattr(startup, "run_probe", lambda *args: {"start_s": 0.1, "stop_s": 0.1})
     table = harness.Table()
     config = harness.parse_args([], list(bench.SECTIONS))  # python benchmarks/bench.py, as in the README
