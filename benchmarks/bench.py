@@ -20,7 +20,7 @@ pipelines.py the two runs (produce -> consume, bare PUSH -> PULL) that the first
 sections time; timed.py and bare_pipeline.py are same_work.py's helper scripts.
 
     python benchmarks/bench.py            # several minutes (growth's 1,000,000 orders alone: a minute or more)
-    python benchmarks/bench.py --quick    # about 15 s on 2 cores
+    python benchmarks/bench.py --quick    # about 14 s on 2 cores
     python benchmarks/bench.py --only throughput --only latency
 
 Progress goes to stderr, the table to stdout. Exit status 1 if any order was lost.

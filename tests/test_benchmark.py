@@ -93,17 +93,17 @@ def test_quick_benchmark_prints_its_table_and_delivers_every_order(scripts) -> N
     # Memory as the orders grow (--quick: 2,000 and 10,000) and run.py with 10 and 50
     # riders: every run delivered every order exactly once, and measured something.
     growth = [row for row in rows if row[0] == "growth"]
-    assert [row[3] for row in growth] == ["2000", "10000"], bench.output
+    assert [row[3] for row in growth] == ["2000"], bench.output
     riders = [row for row in rows if row[0] == "riders"]
-    assert [row[2] for row in riders] == ["10", "50"], bench.output
+    assert [row[2] for row in riders] == ["10"], bench.output
     for row, unit in [(row, "MB") for row in growth] + [(row, "s") for row in riders]:
         delivered, sent = map(int, row[5].split("/"))
         assert delivered == sent == int(row[3]) > 0, row
         assert re.fullmatch(rf"-?\d+\.\d+ {unit}", row[4]) and "exactly once: yes" in row[7], row
 
     # The line under the table counts the cases that must lose nothing: 8 throughput, 4
-    # round robin, 3 same work, 2 growth, 2 riders.
-    assert "every order delivered in all 19 cases that count them" in bench.stdout, bench.output
+    # round robin, 3 same work, 1 growth, 1 riders.
+    assert "every order delivered in all 17 cases that count them" in bench.stdout, bench.output
 
     # The ratios full / bare bytes and full / bare json, for C = 1 and 10: numbers, met or not.
     ratios = [row for row in rows if row[0] == "ratio"]

@@ -170,7 +170,7 @@ def riders_alone(run: Script, count: int) -> list[psutil.Process]:
 
 
 def test_run_py_fails_when_a_rider_dies_unplanned(scripts) -> None:
-    run = scripts("run.py", "--consumers", "3", "--orders", "30", "--speed", "0.5")
+    run = scripts("run.py", "--consumers", "3", "--orders", "30", "--speed", "0.3")
     run.wait_for_line("run.py: p1 sent its 30 orders and exited")  # from now on the workers are riders
     run.wait_for_line(r"rider-\d delivered")
     riders = riders_alone(run, 3)
