@@ -117,7 +117,7 @@ def say(line: str) -> None:
         sys.stdout.flush()
     except OSError as exc:
         # A closed pipe: EPIPE on POSIX; on Windows EINVAL as often as EPIPE.
-        if exc.errno not in (errno.EPIPE, errno.EINVAL):
+        if exc.errno not in (errno.EPIPE, errno.EINVAL, errno.EIO):  # EIO: a closed terminal
             raise
         # Point stdout at the null device, or Python's final flush at exit would
         # fail again and print a complaint.

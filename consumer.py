@@ -68,11 +68,13 @@ def consume(
     read_without_limit(pull)  # with heartbeats, a full queue crashes libzmq 4.3: see heartbeats.py
     sink = ctx.socket(zmq.PUSH) if results else None
     # Heartbeats: notice a producer (or a network) that went silent, and reconnect.
-    for sock in (pull, sink):
-        if sock:
-            heartbeats.apply(sock, connecting=True)
-    links = ProducerLinks(pull, name, endpoints, bool(curve), quiet, heartbeats.says())  # before connect()
+    heartbeats.apply(pull, connecting=True)
+    if sink:
+        heartbeats.apply(sink, connecting=True)
+    # Before connect(), to see every event.
+    links = ProducerLinks(pull, name, endpoints, curve=bool(curve), quiet=quiet, gone_why=heartbeats.says())
     delivered = 0
+    sink_ok = True  # the sink took the last record: a slow one is waited for (see report())
     lines = None if quiet else Pacer(name, "delivered")  # a line per order, or a summary a second
     try:
         if curve:
@@ -92,7 +94,7 @@ def consume(
                 break
             delivered += 1
             if sink:
-                report(sink, completion_record(order, name, received_at), name, stop)
+                sink_ok = report(sink, completion_record(order, name, received_at), name, stop, sink_ok)
         if lines:
             lines.flush()
         say(f"{name}: {'stopped' if stop.is_set() else 'done'}, delivered {plural(delivered, 'order')}")
@@ -149,20 +151,22 @@ def delivered_line(name: str, order: dict, took_s: float) -> str:
     return f"{name} delivered {order['order_id']} from {order['producer']} ({route}) in {took_s:.2f} s"
 
 
-def report(sink: zmq.Socket, record: dict, name: str, stop: StopFlag) -> None:
-    """Send a completion record. A slow sink holds the rider back (back-pressure, as a
-    PUSH does everywhere), for up to SINK_PATIENCE_S; a sink that is gone costs the
-    record, and we say so. Never a blocking send: Ctrl-C must still work."""
+def report(sink: zmq.Socket, record: dict, name: str, stop: StopFlag, waiting: bool) -> bool:
+    """Send a completion record; return whether the sink took it. A slow sink holds the
+    rider back (back-pressure) for up to SINK_PATIENCE_S, if `waiting`: after a record
+    it did not take, the next ones are dropped at once until it takes one again, so a
+    sink that is gone costs records, not deliveries. Never a blocking send: Ctrl-C must
+    still work."""
     data = json.dumps(record).encode()
-    deadline = time.monotonic() + SINK_PATIENCE_S
+    deadline = time.monotonic() + (SINK_PATIENCE_S if waiting else 0)
     while True:
         try:
             sink.send(data, zmq.NOBLOCK)
-            return
+            return True
         except zmq.Again:  # its queue is full: the high-water mark, 1000 records
-            if stop.is_set() or time.monotonic() > deadline:
+            if stop.is_set() or time.monotonic() >= deadline:
                 error(f"{name}: results sink not taking records: dropped the one for {record['order_id']}")
-                return
+                return False
             sink.poll(POLL_MS, zmq.POLLOUT)
 
 

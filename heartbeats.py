@@ -29,6 +29,7 @@ import zmq
 # already received, and reconnects by itself: so we err on the short side.
 INTERVAL_S = 0.5
 MISSES = 3
+MAX_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -69,22 +70,30 @@ def read_without_limit(sock: zmq.Socket) -> None:
 def add_heartbeat_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--heartbeat",
-        type=non_negative_float,
+        type=heartbeat_seconds,
         default=INTERVAL_S,
         metavar="S",
         help="seconds between heartbeats, to notice a peer that vanished; 0 = off (default %(default)s)",
     )
     parser.add_argument(
         "--heartbeat-timeout",
-        type=non_negative_float,
+        type=heartbeat_seconds,
         metavar="S",
         help=f"drop a connection silent for this long (default {MISSES} x --heartbeat)",
     )
 
 
 def heartbeat_option(args: argparse.Namespace) -> Heartbeats:
-    timeout = args.heartbeat_timeout or args.heartbeat * MISSES
+    timeout = args.heartbeat * MISSES if args.heartbeat_timeout is None else args.heartbeat_timeout
     return Heartbeats(args.heartbeat, timeout)
+
+
+def heartbeat_seconds(text: str) -> float:
+    """argparse type: 0 (off) or 0.01 to 3600 seconds (libzmq takes milliseconds, in 32 bits)."""
+    value = non_negative_float(text)
+    if value and not 0.01 <= value <= MAX_S:
+        raise argparse.ArgumentTypeError(f"expected 0 or 0.01 to {MAX_S:g} seconds, got {text!r}")
+    return value
 
 
 DEFAULT_HEARTBEATS = Heartbeats()

@@ -6,7 +6,7 @@ than curses, which Windows does not have: Windows 10 and later understand them o
 virtual terminal processing is on, which ansi_terminal() asks for.
 
     view = TerminalView(riders, total=50)        # only if ansi_terminal(sys.stdout)
-    view.delivered("rider-3"); view.draw()       # draw as often as you like
+    view.delivered(record); view.draw()          # a completion record; draw as often as you like
     view.close()                                 # last frame; the cursor comes back
 
 Nothing else may write to the terminal while the view is up, or the lines it moves

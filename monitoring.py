@@ -25,7 +25,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from orders import MAX_ORDER_BYTES
-from stopping import POLL_MS
+from stopping import POLL_MS, StopFlag
 
 SILENT_S = 3.0  # how long a script waits for a peer in silence before it says so, once
 REFUSALS_EVERY_S = 10.0  # how often a producer sums up the refusals it did not print
@@ -118,6 +118,16 @@ class ConsumerWatch:
         if self.refused and now >= self.next_summary:
             self.sum_up_refusals()
             self.next_summary = now + REFUSALS_EVERY_S
+
+    def pause(self, seconds: float, stop: StopFlag) -> bool:
+        """Wait between two orders, hearing about consumers meanwhile: promptly, as a
+        consumer's address is read from its connection's descriptor, which must still
+        be open (and not yet reused by the next one). True if stopped meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if self.monitor.poll(min(round(left * 1000), POLL_MS)):
+                self.drain()
+        return stop.is_set()
 
     def catch_up(self) -> None:
         """A consumer took an order before its handshake event came: the event can

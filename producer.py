@@ -77,7 +77,8 @@ def produce(
     push = ctx.socket(zmq.PUSH)
     # Heartbeats: without them a rider who loses signal keeps getting orders for minutes.
     heartbeats.apply(push)
-    watch = ConsumerWatch(push, name, quiet, bool(curve), heartbeats.says())  # before bind(): see every consumer
+    # Before bind(), to see every consumer.
+    watch = ConsumerWatch(push, name, quiet=quiet, curve=bool(curve), gone_why=heartbeats.says())
     auth = None
     sent = 0
     lines = Pacer(name, "sent")  # a line per order, or a summary a second in a flood
@@ -99,7 +100,7 @@ def produce(
             if not quiet:
                 lines.event(sent_line, name, order)
             watch.drain_if_due()
-            if interval and stop.wait(interval):
+            if interval and watch.pause(interval, stop):  # and hear about consumers meanwhile
                 break
         lines.flush()
         say(f"{name}: {'stopped, ' if stop.is_set() else ''}sent {plural(sent, 'order')}")

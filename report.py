@@ -35,6 +35,7 @@ class Ledger:
         self.accounted = 0  # expected orders that arrived at least once
         self.expected = sum(orders.values())
         self.unexpected: list[str] = []  # ids no producer was going to send (the first few)
+        self.unexpected_count = 0
         self.orders = Counter[str]()  # rider -> orders delivered
         self.busy: dict[str, float] = defaultdict(float)  # rider -> seconds of delivery
         self.split: dict[str, Counter[str]] = defaultdict(Counter)  # rider -> producer -> orders
@@ -54,8 +55,10 @@ class Ledger:
         if seen is not None and 0 < seq < len(seen):
             self.accounted += not seen[seq]
             seen[seq] = min(seen[seq] + 1, 2)  # 2: more than once
-        elif len(self.unexpected) < SHOWN_IDS:
-            self.unexpected.append(record["order_id"])
+        else:
+            self.unexpected_count += 1
+            if len(self.unexpected) < SHOWN_IDS:
+                self.unexpected.append(record["order_id"])
 
     def complete(self) -> bool:
         return self.accounted == self.expected
@@ -119,7 +122,7 @@ def report(results: Results, riders: list[str], producers: list[str], wall_s: fl
 
     missing, missing_ids = ledger.missing()
     duplicated, duplicated_ids = ledger.duplicated()
-    wrong = duplicated + len(ledger.unexpected)
+    wrong = duplicated + ledger.unexpected_count
     counts = [ledger.orders[name] for name in riders if name not in results.dead]
     work = sum(busy.values())
     makespan = max(busy.values(), default=0.0)

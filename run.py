@@ -57,6 +57,7 @@ from timeline import write_timeline
 LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"  # port 0: the OS picks a free one
 JOIN_TIMEOUT_S = 1.5  # how long a stopped child may take before it is killed
 RECORDS_PER_BATCH = 1000  # completion records taken between two looks at the children
+STARTING_S = 3.0  # how long riders may take to start, connect and deliver a first order
 
 # How children start: a fork server where the platform has one (Linux, macOS), else
 # spawn (Windows). Not fork: it would copy this process's ZeroMQ context and its I/O
@@ -84,8 +85,8 @@ def run(args: argparse.Namespace, ledger: Ledger, view: View | None, stop: StopF
     keydir = tempfile.TemporaryDirectory(prefix="pipeline-keys-")  # --curve's certificates, removed at exit
     try:
         keys = make_keys(keydir.name, rider_names(args)) if args.curve else {}
-        if keys:
-            say(f"run.py: CURVE on, fresh keys in {keydir.name} (removed at exit)")
+        if keys and view:
+            view.note(f"run.py: CURVE on, fresh keys in {keydir.name} (removed at exit)")
         results_endpoint = bind(sink, LOOPBACK_ANY_PORT)
         pipes = [mp.Pipe(duplex=False) for _ in range(args.producers)]  # each producer reports its endpoint
         for index, (_, endpoint_sender) in enumerate(pipes, start=1):
@@ -145,7 +146,7 @@ def producer_process(stop_pipe: Connection, endpoint_pipe: Connection, options: 
     except SetupError as exc:
         error(f"{options['name']}: {exc}")
         sys.exit(1)
-    stopping.exit(0)  # EXIT_OUTPUT_CLOSED if nobody reads our output any more
+    stopping.exit(0)
 
 
 def consumer_process(stop_pipe: Connection, options: dict) -> None:
@@ -245,6 +246,10 @@ def nothing_more_to_come(
     a producer may be blocked in send, with nobody to send to)."""
     if results.dead and len(results.dead) == len(riders):
         return True
+    if results.dead and not results.ledger.delivered and time.monotonic() - last_record > STARTING_S:
+        # A rider died before the first delivery: the producers, waiting for every
+        # rider before their first order, would wait for ever.
+        return True
     # More grace when nobody died: a slow rider on a busy machine is no lost record.
     grace_s = 0.5 if results.dead else 2.0
     return producers_done and time.monotonic() - last_record > args.delivery[1] * args.speed + grace_s
@@ -261,7 +266,8 @@ def complain(view: View | None, line: str) -> None:
 def crash_rider(rider: BaseProcess, view: View | None) -> str:
     """The --crash-consumer demo: killed outright (SIGKILL; on Windows TerminateProcess),
     so the rider gets no chance to clean up."""
-    (view.note if view else say)(f"run.py: killing {rider.name} outright")
+    if view:
+        view.note(f"run.py: killing {rider.name} outright")
     rider.kill()
     rider.join()
     return rider.name

@@ -38,6 +38,7 @@ POLL_MS = 100
 EXIT_OUTPUT_CLOSED = 141
 
 STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM]  # Ctrl-C, and `kill` or a service manager
+IGNORED_ON_PURPOSE: list[signal.Signals] = []  # a stop signal left ignored if it is (see below: SIGHUP and nohup)
 if sys.platform == "win32":
     STOP_SIGNALS.append(signal.SIGBREAK)  # Ctrl-Break in a Windows console
 
@@ -82,7 +83,8 @@ def catch_signals() -> StopFlag:
     *ignored*, and would never see KeyboardInterrupt at all.
     """
     for sig in STOP_SIGNALS:
-        signal.signal(sig, lambda signum, frame: STOP.set())
+        if sig not in IGNORED_ON_PURPOSE or signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, lambda signum, frame: STOP.set())
     return STOP
 
 
@@ -156,6 +158,7 @@ if sys.platform == "win32" or not hasattr(signal, "pthread_sigmask"):
 
 else:
     STOP_SIGNALS.append(signal.SIGHUP)  # POSIX: the terminal window was closed
+    IGNORED_ON_PURPOSE.append(signal.SIGHUP)  # unless started with nohup, which ignores it
 
     @contextlib.contextmanager
     def shielded_children() -> Iterator[None]:

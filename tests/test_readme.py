@@ -269,8 +269,9 @@ def terminal_session(scripts: Scripts, tmp_path: Path) -> list[str]:
     after as many orders as in the README; Ctrl-C after the README's last order."""
     producer_lines = sample("terminals-producer")
     joined = next(i for i, line in enumerate(producer_lines) if "consumer connected (2 so far)" in line)
-    # The producer says who connected after its next order: rider-2 joined before that one.
-    before = order_number(producer_lines[joined - 1]) - 1
+    # The producer says who connected as it happens (it listens between orders): rider-2
+    # joined after the order on the line before.
+    before = order_number(producer_lines[joined - 1])
     last = max(order_number(line) for line in producer_lines if ": sent p1-" in line)
     producer = scripts("producer.py", "--seed", "1", "--bind", LOOPBACK_ANY_PORT, "--interval", "0.2")
     endpoint = bound_endpoint(producer)
@@ -407,6 +408,7 @@ def labels_bench_py_prints(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, .
     monkeypatch.setattr(latency, "run_project", run_with_records)
     monkeypatch.setattr(round_robin, "run_project", run_with_records)
     monkeypatch.setattr(round_robin, "run_dispatcher", dispatcher)
+
     def runpy(orders: int, *args: object, **kwargs: object) -> dict:
         return {"wall": 0.2, "busiest": 0.1, "overhead": 0.1, "delivered": orders, "exactly_once": True}
 
