@@ -152,11 +152,11 @@ def delivered_line(name: str, order: dict, took_s: float) -> str:
 
 
 def report(sink: zmq.Socket, record: dict, name: str, stop: StopFlag, waiting: bool) -> bool:
-    """Send a completion record; return whether the sink took it. A slow sink holds the
-    rider back (back-pressure) for up to SINK_PATIENCE_S, if `waiting`: after a record
-    it did not take, the next ones are dropped at once until it takes one again, so a
-    sink that is gone costs records, not deliveries. Never a blocking send: Ctrl-C must
-    still work."""
+    """Send a completion record; return whether the sink took it. A sink that takes
+    none (gone, or with a capped queue that is full) holds the rider back for up to
+    SINK_PATIENCE_S, if `waiting`: after a record it did not take, the next ones are
+    dropped at once until it takes one again, so a sink that is gone costs records, not
+    deliveries. Never a blocking send: Ctrl-C must still work."""
     data = json.dumps(record).encode()
     deadline = time.monotonic() + (SINK_PATIENCE_S if waiting else 0)
     while True:

@@ -3,8 +3,9 @@ who delivered them; then the report itself.
 
 Order ids are the producer's name and a sequence number (p1-000001, p1-000002, ...), so
 a Ledger knows every id to expect from the producers' names and order counts alone, and
-keeps a byte per order: memory stays flat as orders grow (a million orders: a
-megabyte). Against it the report checks what the pattern promises (every order
+keeps a byte per order: its memory stays flat as orders grow (a million orders: a
+megabyte), while run.py keeps up with the records (the sink's queue has no cap: see
+heartbeats.read_without_limit). Against it the report checks what the pattern promises (every order
 delivered exactly once) and shows what it does not (an even spread of work: round
 robin is by count, not by load).
 """

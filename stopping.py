@@ -10,7 +10,8 @@ whose writing end only run.py holds; closing it stops them all, and so does run.
 dying. A signal can't do that job everywhere: on Windows os.kill() is TerminateProcess,
 which would kill a rider before it reports its last delivery.
 
-This is the one module with a platform check (see shielded_children).
+This is the one module with a POSIX check (see shielded_children): liveview.py and curve.py
+have Windows ones of their own, for the console and for file modes.
 """
 
 from __future__ import annotations

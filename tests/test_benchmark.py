@@ -52,8 +52,8 @@ def run_watching_descendants(bench: Script, timeout: float) -> dict[int, str]:
     deadline = time.monotonic() + timeout
     while bench.proc.poll() is None and time.monotonic() < deadline:
         for process in descendants(bench.pid):
-            if not seen.get(process.pid):  # the latest: between fork and exec it shows its parent's
-                seen[process.pid] = command_line(process)
+            # The latest each time: between fork and exec a process shows its parent's.
+            seen[process.pid] = command_line(process) or seen.get(process.pid, "")
         time.sleep(POLL_S)
     assert bench.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, bench.output
     return seen
