@@ -144,6 +144,7 @@ class Pacer:
     def __init__(self, name: str, verb: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.name, self.verb, self.clock = name, verb, clock
         self.since = 0.0  # when this second's window began: at its first event
+        self.last = 0.0  # this window's last event
         self.events = 0  # in this window
         self.flooding = False
 
@@ -154,20 +155,29 @@ class Pacer:
         if not self.events:
             self.since = now
         self.events += 1
+        self.last = now
         if not self.flooding:
             if self.events <= LINES_PER_S:
                 say(line(*args))
             else:
                 self.flooding = True
 
+    def tick(self) -> None:
+        """For a caller that waits: a second that has passed is summed up now, not at
+        the next event (which may never come)."""
+        if self.events and self.clock() - self.since >= 1.0:
+            self.flush()
+
     def flush(self, now: float | None = None) -> None:
         """End this second's window: its summary if it flooded, and a new window."""
         now = self.clock() if now is None else now
+        ended = now - self.last >= 1.0  # a quiet second since: the flood is over
         if self.flooding:
-            seconds = min(now - self.since, 1.0)
+            # Timed to its last event if it ended early, else the window's second.
+            seconds = (self.last if ended else min(now, self.since + 1.0)) - self.since
             rate = f", {self.events / seconds:,.0f}/s" if seconds > 0.05 else ""
             say(f"{self.name}: {self.verb} {self.events:,} orders in {seconds:.1f} s{rate}")
-        self.flooding = self.events > LINES_PER_S
+        self.flooding = self.events > LINES_PER_S and not ended
         self.events = 0
 
 

@@ -86,7 +86,7 @@ def consume(
             connect(sink, results)
         # connect() returns at once; ZeroMQ connects (and reconnects) in the background.
         say(f"{name}: connecting to {', '.join(endpoints)}")
-        while (not orders or delivered < orders) and (frames := receive(pull, links, stop)) is not None:
+        while (not orders or delivered < orders) and (frames := receive(pull, links, stop, lines)) is not None:
             received_at = utc_now() if sink else ""
             if (order := accept(frames, name)) is None:
                 continue  # not an order: said why, and on to the next message
@@ -109,7 +109,7 @@ def consume(
         ctx.term()
 
 
-def receive(pull: zmq.Socket, links: ProducerLinks, stop: StopFlag) -> list[bytes] | None:
+def receive(pull: zmq.Socket, links: ProducerLinks, stop: StopFlag, lines: Pacer | None) -> list[bytes] | None:
     """The next message, or None once stopped. Never blocks for more than POLL_MS, so
     Ctrl-C is noticed even while no order comes (a plain recv() would hang there).
 
@@ -119,6 +119,8 @@ def receive(pull: zmq.Socket, links: ProducerLinks, stop: StopFlag) -> list[byte
     while not stop.is_set():
         if links.wait(POLL_MS):
             return pull.recv_multipart(zmq.NOBLOCK)
+        if lines:
+            lines.tick()  # no order for a while: a flood's last summary comes now
     return None
 
 

@@ -182,7 +182,7 @@ class PlainView:
         self.lines.event(delivery_line, record)
 
     def draw(self, force: bool = False) -> None:
-        pass
+        self.lines.tick()  # run.py calls this as it waits: a flood's summary comes on time
 
     def note(self, line: str, problem: bool = False) -> None:
         (error if problem else say)(line)

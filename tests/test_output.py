@@ -131,6 +131,27 @@ def test_pacer_flush_in_a_flood_prints_the_last_summary_for_the_time_it_took(pac
     assert make.made == LINES_PER_S
 
 
+def test_pacer_tick_sums_up_a_flood_that_stopped_on_time_and_lines_come_back(pacer, capsys) -> None:
+    """A flood of 100 in 0.2 s, then silence: a waiting caller's tick() sums it up once
+    its second has passed, timed to its last event; the next events, a quiet second
+    later, are lines again."""
+    lines, clock, make = pacer
+    for seq in range(1, 101):
+        clock.now = (seq - 1) / 500
+        lines.event(make, seq)
+    clock.now = 0.9
+    lines.tick()  # the second is not over: nothing yet
+    assert printed(capsys) == [f"order {seq}" for seq in range(1, LINES_PER_S + 1)]
+    clock.now = 1.5
+    lines.tick()
+    assert printed(capsys) == ["p1: sent 100 orders in 0.2 s, 505/s"]
+    clock.now = 12.0
+    lines.event(make, 101)
+    lines.event(make, 102)
+    assert printed(capsys) == ["order 101", "order 102"]
+    assert make.made == LINES_PER_S + 2
+
+
 def test_pacer_flush_of_a_flood_too_short_to_time_gives_no_rate(pacer, capsys) -> None:
     lines, clock, make = pacer
     for seq in range(1, 31):
