@@ -277,7 +277,7 @@ class ProducerLinks:
                 self.tell(f"{self.name}: producer {endpoint} back")
             if endpoint in self.troubled:
                 self.troubled.discard(endpoint)
-                say(f"{self.name}: connected to {endpoint}")
+                self.tell(f"{self.name}: connected to {endpoint}")
         elif event == zmq.EVENT_CONNECT_RETRIED:
             self.redial.pop(endpoint, None)  # ZeroMQ is retrying: a network error
             if endpoint in self.dropped:
