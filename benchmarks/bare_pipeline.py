@@ -15,8 +15,8 @@ both through timed.py, output to files):
   It runs until killed.
 
 No validation, no monitoring, no flush per line (print() to a file is block-buffered):
-that is what "bare" leaves out. With --paced, each prints as the project does at flood
-rates (cli.Pacer): a line per order up to PACED_LINES a second, past that one summary
+that is what "bare" leaves out. With --paced, each prints through the project's own
+cli.Pacer, as the scripts do: a line per order up to 20 a second, past that one summary
 line a second ("rider-3: delivered 4,210 orders in 1.0 s, 4,210/s").
 """
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -34,9 +35,10 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from orders import make_orders  # noqa: E402  (the repository's; needs the sys.path entry above)
+from cli import LINES_PER_S, Pacer  # noqa: E402  (the repository's; needs the sys.path entry above)
 
-PACED_LINES = 20  # --paced: lines per second before a summary line takes over
+from orders import make_orders  # noqa: E402
+
 DELIVERY = (0.2, 1.0)  # producer.py's default --delivery: the same numbers in the orders
 
 
@@ -44,42 +46,32 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-class Lines:
-    """Whether to print an order's line: always or, paced, by the rule of the project's
-    cli.Pacer (written again here, bare): a line per order up to PACED_LINES in a
-    one-second window; past that, none, and a summary line as each window ends, until a
-    window with no more than PACED_LINES."""
+class EveryLine:
+    """Without --paced: a line per order, as print() writes it (block-buffered to a file)."""
 
-    def __init__(self, name: str, verb: str, paced: bool) -> None:
-        self.name, self.verb, self.paced = name, verb, paced
-        self.since, self.events, self.flooding = 0.0, 0, False
+    def event(self, line: Callable[..., str], *args: object) -> None:
+        print(line(*args))
 
-    def show(self) -> bool:
-        if not self.paced:
-            return True
-        now = time.monotonic()
-        if self.events and now - self.since >= 1.0:
-            self.summary(now)
-        if not self.events:
-            self.since = now
-        self.events += 1
-        if self.flooding:
-            return False
-        self.flooding = self.events > PACED_LINES
-        return not self.flooding
+    def flush(self) -> None:
+        pass
 
-    def summary(self, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        if self.flooding:
-            seconds = min(now - self.since, 1.0)
-            rate = f", {self.events / seconds:,.0f}/s" if seconds > 0.05 else ""
-            print(f"{self.name}: {self.verb} {self.events:,} orders in {seconds:.1f} s{rate}")
-        self.flooding = self.events > PACED_LINES
-        self.events = 0
+
+def lines_for(name: str, verb: str, paced: bool) -> Pacer | EveryLine:
+    """--paced: the project's own cli.Pacer, so that both sides print by one rule."""
+    return Pacer(name, verb) if paced else EveryLine()
+
+
+def sent_line(name: str, order: dict) -> str:
+    return f"{name}: sent {order['order_id']} {order['restaurant']} -> {order['address']} ({order['delivery_s']:.2f} s)"
+
+
+def delivered_line(name: str, order: dict, took: float) -> str:
+    route = f"{order['restaurant']} -> {order['address']}"
+    return f"{name} delivered {order['order_id']} from {order['producer']} ({route}) in {took:.2f} s"
 
 
 def produce(endpoint: str, name: str, orders: int, wanted: int, seed: int, paced: bool) -> None:
-    lines = Lines(name, "sent", paced)
+    lines = lines_for(name, "sent", paced)
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     monitor = push.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
@@ -92,10 +84,8 @@ def produce(endpoint: str, name: str, orders: int, wanted: int, seed: int, paced
         for order in islice(make_orders(name, seed, DELIVERY), orders):
             order["created_at"] = utc_now()
             push.send_json(order)
-            if lines.show():
-                route = f"{order['restaurant']} -> {order['address']}"
-                print(f"{name}: sent {order['order_id']} {route} ({order['delivery_s']:.2f} s)")
-        lines.summary()
+            lines.event(sent_line, name, order)
+        lines.flush()
         print(f"{name}: sent {orders} orders")
     finally:
         push.disable_monitor()
@@ -105,7 +95,7 @@ def produce(endpoint: str, name: str, orders: int, wanted: int, seed: int, paced
 
 
 def consume(endpoint: str, results: str, name: str, paced: bool) -> None:
-    lines = Lines(name, "delivered", paced)
+    lines = lines_for(name, "delivered", paced)
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
     sink = ctx.socket(zmq.PUSH)
@@ -116,9 +106,7 @@ def consume(endpoint: str, results: str, name: str, paced: bool) -> None:
         order: Any = pull.recv_json()  # any JSON, as typed; an order here
         received_at = utc_now()
         started = time.monotonic()
-        if lines.show():
-            route, took = f"{order['restaurant']} -> {order['address']}", time.monotonic() - started
-            print(f"{name} delivered {order['order_id']} from {order['producer']} ({route}) in {took:.2f} s")
+        lines.event(delivered_line, name, order, time.monotonic() - started)
         record = {"order_id": order["order_id"], "producer": order["producer"], "consumer": name}
         record |= {"delivery_s": order["delivery_s"], "received_at": received_at, "done_at": utc_now()}
         sink.send_json(record)
@@ -134,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--orders", type=int, default=0)
     parser.add_argument("--wait-consumers", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--paced", action="store_true", help=f"at most {PACED_LINES} lines a second, then a summary")
+    parser.add_argument("--paced", action="store_true", help=f"at most {LINES_PER_S} lines a second, then a summary")
     args = parser.parse_args(argv)
     if args.role == "producer":
         produce(args.bind, args.name or "p1", args.orders, args.wait_consumers, args.seed, args.paced)

@@ -60,6 +60,7 @@ from cli import bind
 
 import zmq
 
+from heartbeats import read_without_limit
 from orders import order_id
 
 HERE = Path(__file__).resolve().parent
@@ -203,7 +204,7 @@ def run_side(kind: str, n: int, seed: int, folder: Path, timeout: float) -> Roun
     commands = SIDES[kind][1]
     ctx = zmq.Context()
     sink = ctx.socket(zmq.PULL)
-    sink.rcvhwm = 0  # as run.py's sink: the project's riders send heartbeats (heartbeats.read_without_limit)
+    read_without_limit(sink)  # as run.py's sink: the project's riders send heartbeats
     scripts: list[Script] = []
     result = Round()
     try:

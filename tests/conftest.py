@@ -37,6 +37,8 @@ import zmq.auth
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from heartbeats import read_without_limit  # noqa: E402  (the repository's: needs the entry above)
+
 LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"
 
 # Every process a Script starts, and everything that process starts in turn (spawned
@@ -326,7 +328,7 @@ class Sink:
 
     def __init__(self, ctx: zmq.Context) -> None:
         self.socket = ctx.socket(zmq.PULL)
-        self.socket.rcvhwm = 0  # as run.py's sink: riders send heartbeats (heartbeats.read_without_limit)
+        read_without_limit(self.socket)  # as run.py's sink: riders send heartbeats
         self.socket.bind(LOOPBACK_ANY_PORT)
         self.endpoint = self.socket.last_endpoint.decode()
         self.records: list[dict] = []
