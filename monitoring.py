@@ -223,9 +223,9 @@ class ProducerLinks:
         self.curve = curve
         self.quiet = quiet  # no line when a producer goes and comes back
         self.gone_why = gone_why  # why a connection may end (see heartbeats.Heartbeats.says)
-        self.connected: set[str] = set()
-        self.dropped: set[str] = set()  # disconnected: lost (if ZeroMQ retries) or refused a message
-        self.lost: set[str] = set()  # ZeroMQ is reconnecting to these
+        # endpoint -> "connected"; "dropped" (disconnected: lost if ZeroMQ retries, else a
+        # refused message); "lost" (ZeroMQ is reconnecting)
+        self.link: dict[str, str] = {}
         self.unheard = set(endpoints)  # producers we have not reached yet
         self.since = time.monotonic()
         self.monitor = pull.get_monitor_socket(self.EVENTS)
@@ -270,24 +270,20 @@ class ProducerLinks:
         now = time.monotonic()
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.redial.pop(endpoint, None)
-            self.connected.add(endpoint)
-            self.dropped.discard(endpoint)
-            if endpoint in self.lost:
-                self.lost.discard(endpoint)
+            if self.link.get(endpoint) == "lost":
                 self.tell(f"{self.name}: producer {endpoint} back")
+            self.link[endpoint] = "connected"
             if endpoint in self.troubled:
                 self.troubled.discard(endpoint)
                 self.tell(f"{self.name}: connected to {endpoint}")
         elif event == zmq.EVENT_CONNECT_RETRIED:
             self.redial.pop(endpoint, None)  # ZeroMQ is retrying: a network error
-            if endpoint in self.dropped:
-                self.dropped.discard(endpoint)
-                self.lost.add(endpoint)
+            if self.link.get(endpoint) == "dropped":
+                self.link[endpoint] = "lost"
                 self.tell(f"{self.name}: lost producer {endpoint} ({self.gone_why}); ZeroMQ keeps retrying")
         elif event == zmq.EVENT_DISCONNECTED:
-            if endpoint in self.connected:
-                self.connected.discard(endpoint)
-                self.dropped.add(endpoint)
+            if self.link.get(endpoint) == "connected":
+                self.link[endpoint] = "dropped"
             # Unless a CONNECT_RETRIED follows, ZeroMQ has given up: a protocol error.
             # After a good handshake that means a message it refused to take.
             why = (
