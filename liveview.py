@@ -191,6 +191,9 @@ class PlainView:
         self.lines.flush()
 
 
+View = TerminalView | PlainView  # what shows run.py's run while it goes
+
+
 def delivery_line(record: Mapping[str, Any]) -> str:
     took = datetime.fromisoformat(record["done_at"]) - datetime.fromisoformat(record["received_at"])
     where = f" ({record['restaurant']})" if "restaurant" in record else ""
