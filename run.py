@@ -38,6 +38,7 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 import cli
 from cli import SetupError, bind, error, fail, non_negative_float, plural, positive_int, say
@@ -85,26 +86,11 @@ def run(args: argparse.Namespace, ledger: Ledger, view: View | None, stop: StopF
         if keys and view:
             view.note(f"run.py: CURVE on, fresh keys in {keydir.name} (removed at exit)")
         results_endpoint = bind(sink, LOOPBACK_ANY_PORT)
-        pipes = [mp.Pipe(duplex=False) for _ in range(args.producers)]  # each producer reports its endpoint
-        for index, (_, endpoint_sender) in enumerate(pipes, start=1):
-            options = producer_options(args, index, keys.get("producer"))
-            process = mp.Process(
-                target=producer_process, args=(children_stop, endpoint_sender, options), name=f"p{index}"
-            )
-            producers.append(process)
-        with shielded_children():
-            for process in producers:
-                process.start()
-        for _, endpoint_sender in pipes:
-            endpoint_sender.close()  # the producer's copy is the one left: EOF if it dies before binding
-        endpoints = [
-            bound_endpoint(receiver, process, stop) for (receiver, _), process in zip(pipes, producers, strict=True)
-        ]
+        # Producers first: each binds a free port, and the riders need to know which.
+        endpoints = start_producers(mp, children_stop, args, keys.get("producer"), producers, stop)
         if stop.is_set():
             return Results(ledger)
-        bound = ", ".join(
-            f"{process.name} bound {endpoint}" for process, endpoint in zip(producers, endpoints, strict=True)
-        )
+        bound = ", ".join(f"{p.name} bound {endpoint}" for p, endpoint in zip(producers, endpoints, strict=True))
         if view:
             view.note(f"run.py: {bound}; starting {plural(args.consumers, 'rider')}")
         for name in rider_names(args):
@@ -150,6 +136,29 @@ def consumer_process(stop_pipe: Connection, options: dict) -> None:
     cli.mute()  # run.py shows the run
     consumer.consume(stop=child_stop(stop_pipe), quiet=True, **options)
     stopping.exit(0)
+
+
+def start_producers(
+    mp: Any,  # multiprocessing.get_context(...): typeshed's BaseContext has no Process
+    children_stop: Connection,
+    args: argparse.Namespace,
+    curve: tuple[str, str] | None,
+    producers: list[BaseProcess],
+    stop: StopFlag,
+) -> list[str]:
+    """Start the producers and return the endpoints they bound. Each goes into
+    `producers` as it is made, so that run() stops and joins it whatever fails next."""
+    pipes = [mp.Pipe(duplex=False) for _ in range(args.producers)]  # each producer reports its endpoint
+    for index, (_, endpoint_sender) in enumerate(pipes, start=1):
+        options = producer_options(args, index, curve)
+        process = mp.Process(target=producer_process, args=(children_stop, endpoint_sender, options), name=f"p{index}")
+        producers.append(process)
+    with shielded_children():
+        for process in producers:
+            process.start()
+    for _, endpoint_sender in pipes:
+        endpoint_sender.close()  # the producer's copy is the one left: EOF if it dies before binding
+    return [bound_endpoint(receiver, process, stop) for (receiver, _), process in zip(pipes, producers, strict=True)]
 
 
 def rider_names(args: argparse.Namespace) -> list[str]:
