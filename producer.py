@@ -90,8 +90,7 @@ def produce(
             on_bound(bound)
         warn_if_exposed(name, bound, encrypted=bool(curve))
         say(f"{name}: bound {bound}" + (f", waiting for {wait_consumers} consumers" if wait_consumers else ""))
-        if not wait_for_consumers(watch, wait_consumers, stop):
-            return sent
+        wait_for_consumers(watch, wait_consumers, stop)  # stopped meanwhile: nothing is sent
         for order in islice(make_orders(name, seed, delivery), orders or None):
             order["created_at"] = utc_now()
             if not send_when_ready(push, watch, json.dumps(order).encode(), stop):

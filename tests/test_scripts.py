@@ -157,6 +157,9 @@ def test_ctrl_c_stops_the_producer_at_once(scripts, phase: str) -> None:
     producer.signal(signal.SIGINT)
     assert producer.wait(timeout=2) == 0
     assert "Traceback" not in producer.output
+    # Its last line, in every phase: how many orders went out.
+    sent = "sent 1 order" if phase == "between orders" else "sent 0 orders"
+    assert f"p1: stopped, {sent}" in producer.output
 
 
 def test_a_port_in_use_is_one_clear_line_and_a_failure(scripts) -> None:
