@@ -234,6 +234,7 @@ class ProducerLinks:
         self.poller.register(self.monitor, zmq.POLLIN)
         self.redial: dict[str, tuple[float, str]] = {}  # endpoint -> (when, why)
         self.troubled: set[str] = set()  # endpoints whose handshake failure we reported
+        self.cut_once: set[str] = set()  # endpoints that closed one handshake, without a word
         self.next_service = 0.0
 
     def wait(self, timeout_ms: int) -> bool:
@@ -247,8 +248,6 @@ class ProducerLinks:
     def service(self) -> None:
         self.next_service = time.monotonic() + POLL_MS / 1000
         for event, value, endpoint in pending_events(self.monitor):
-            if event & (zmq.EVENT_HANDSHAKE_SUCCEEDED | HANDSHAKE_FAILURES):
-                self.unheard.discard(endpoint)  # connected, or refused (and said so)
             self.on_event(event, value, endpoint)
         if self.unheard and time.monotonic() - self.since > SILENT_S:
             for endpoint in sorted(self.unheard):
@@ -269,6 +268,8 @@ class ProducerLinks:
     def on_event(self, event: int, value: int, endpoint: str) -> None:
         now = time.monotonic()
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.unheard.discard(endpoint)
+            self.cut_once.discard(endpoint)
             self.redial.pop(endpoint, None)
             if self.link.get(endpoint) == "lost":
                 self.tell(f"{self.name}: producer {endpoint} back")
@@ -291,7 +292,13 @@ class ProducerLinks:
                 f"dropped the connection to {endpoint}; reconnecting"
             )
             self.redial.setdefault(endpoint, (now + self.GIVE_UP_S, why))
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and endpoint not in self.cut_once:
+            # The producer closed the connection mid-handshake. One that is stopping does
+            # that once (then refuses to connect at all); one that will not have us (it
+            # wants CURVE, or is no ZeroMQ peer) does it again on ZeroMQ's next retry.
+            self.cut_once.add(endpoint)
         else:
+            self.unheard.discard(endpoint)  # refused, and said so below
             if endpoint not in self.troubled:  # one line per producer, not one per retry
                 self.troubled.add(endpoint)
                 error(f"{self.name}: {endpoint} refused us: {handshake_failure(event, value, self.curve)}")

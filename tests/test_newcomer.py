@@ -8,6 +8,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -209,6 +210,24 @@ def test_a_backlogged_rider_takes_two_producers_in_turn(scripts: Scripts, sink: 
 
 
 # --- a refused rider retries: said once, counted after ---
+
+
+def test_a_producer_that_closes_one_handshake_refused_nothing(scripts: Scripts, sink: Sink) -> None:
+    """A producer that stops while a rider is mid-handshake closes that connection once:
+    no refusal, and no guess at CURVE (seen when a Ctrl-C reached run.py's group as riders
+    were connecting). A producer that refuses a rider does it on every retry."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    endpoint = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    rider = start_consumer(scripts, "rider-1", [endpoint], sink)
+    connection, _ = listener.accept()
+    connection.close()  # mid-handshake: the rider's monitor reports HANDSHAKE_FAILED_NO_DETAIL
+    listener.close()
+    producer = scripts("producer.py", "--bind", endpoint, "--orders", "2", "--interval", "0")
+    assert len(sink.collect(2)) == 2  # the rider reconnected and delivers
+    assert producer.wait() == 0
+    rider.stop()
+    assert "refused" not in rider.output, rider.output
 
 
 @posix_signals

@@ -328,6 +328,7 @@ def curve_session(scripts: Scripts, tmp_path: Path) -> list[str]:
     riders = [curve_rider("rider-1"), curve_rider("rider-2")]
     producer.wait_for_line(r"consumer connected \(2 so far\)")  # and every refusal before it counted
     producer.wait_for_line("sent p1-000002")  # orders, not 1 order
+    no_curve.wait_for_line("refused us", stream="stderr")  # a closed handshake: said when it comes again
     ctrl_c(producer, *riders, *unknown, no_curve)
     return [
         *mismatches("curve-producer", producer),
