@@ -1,7 +1,8 @@
 """The consumer: a rider's app, pulling delivery orders and delivering them.
 
-It connects a ZeroMQ PULL socket to one or more producers. PULL fair-queues: with two
-producers it takes an order from each in turn, so a busy producer can't starve another.
+It connects a ZeroMQ PULL socket to one or more producers. PULL fair-queues: while it is
+connected to two producers that both have orders waiting, it takes them in turn, so a
+busy producer can't starve another (README, "Two producers, one rider": when that holds).
 A delivery is simulated by sleeping for the order's `delivery_s` times `--speed`.
 
 Run it (Ctrl-C stops it, and says how many orders it delivered):
