@@ -291,6 +291,29 @@ class Script:
         wait_until(lambda: not self.processes(), timeout, lambda: f"no process of {list(self.args)} left: {self.seen}")
 
 
+def our_frames(traceback: str) -> list[str]:
+    """The source lines of this project's files in a traceback, except a script's first
+    statement (`import stopping`) and stopping.py's own module body: a signal that lands
+    there came before the script could catch it, while Python was still starting it."""
+    ours = []
+    for path, line, function in re.findall(r'File "([^"]+)", line (\d+), in (\S+)', traceback):
+        file = Path(path)
+        if file.parent != ROOT:
+            continue
+        text = file.read_text().splitlines()[int(line) - 1]
+        starting = text == "import stopping" or (file.name == "stopping.py" and function == "<module>")
+        if not starting:
+            ours.append(f"{file.name}:{line}: {text.strip()}")
+    return ours
+
+
+def ctrl_c_while_python_starts(code: int, output: str) -> bool:
+    """Whether a Ctrl-C ended a script before its first statement: while Python itself
+    was starting it (in site.py, or before any frame: a bare "KeyboardInterrupt"), which
+    exits 1. Beyond any script; from its first statement on, a Ctrl-C is ours to handle."""
+    return code == 1 and "KeyboardInterrupt" in output and not our_frames(output)
+
+
 Scripts = Callable[..., Script]  # the type of the scripts fixture
 
 

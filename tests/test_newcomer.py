@@ -21,7 +21,9 @@ from conftest import (
     TAG_VARIABLE,
     Scripts,
     Sink,
+    ctrl_c_while_python_starts,
     make_certificates,
+    our_frames,
     posix_signals,
     tagged_processes,
     wait_until,
@@ -77,22 +79,6 @@ def test_a_rider_into_a_closed_pipe_stops_quietly(scripts: Scripts, scripts_dir:
 # --- an early Ctrl-C ---
 
 
-def our_frames(traceback: str) -> list[str]:
-    """The source lines of this project's files in a traceback, except a script's first
-    statement (`import stopping`) and stopping.py's own module body: a signal that lands
-    there came before the script could catch it, while Python was still starting it."""
-    ours = []
-    for path, line, function in re.findall(r'File "([^"]+)", line (\d+), in (\S+)', traceback):
-        file = Path(path)
-        if file.parent != ROOT:
-            continue
-        text = file.read_text().splitlines()[int(line) - 1]
-        starting = text == "import stopping" or (file.name == "stopping.py" and function == "<module>")
-        if not starting:
-            ours.append(f"{file.name}:{line}: {text.strip()}")
-    return ours
-
-
 EARLY = [round(random.Random(trial).uniform(0.02, 0.12), 3) for trial in range(12)]
 
 
@@ -107,9 +93,7 @@ def test_an_early_ctrl_c_to_the_whole_group_ends_run_py_cleanly(scripts: Scripts
         run.signal_group(signal.SIGINT)
         code = run.wait(timeout=5)
         assert not our_frames(run.output), (delay, our_frames(run.output), run.output)
-        # A Ctrl-C while Python itself starts (in site.py, or before any frame: a bare
-        # "KeyboardInterrupt") exits 1, and the script never ran; ours must exit cleanly.
-        interpreter_starting = "KeyboardInterrupt" in run.output
+        interpreter_starting = ctrl_c_while_python_starts(code, run.output)
         assert code in (0, 130, -signal.SIGINT) or interpreter_starting, (delay, code, run.output)
         if not interpreter_starting:
             after_first_line += 1
