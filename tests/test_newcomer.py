@@ -271,11 +271,13 @@ def test_option_errors_name_no_function(scripts: Scripts, args: list[str], messa
     assert "_int" not in process.output and "_float" not in process.output
 
 
-@pytest.mark.parametrize("script", ["producer.py", "consumer.py", "run.py"])
+@pytest.mark.parametrize("script", ["producer.py", "consumer.py", "run.py", "benchmarks/bench.py"])
 def test_a_missing_pyzmq_says_what_to_do(script: str, scripts_dir: Path) -> None:
     # As in a Python without pyzmq: the import fails (a None in sys.modules makes it so).
+    # The script's folder first on sys.path, as `python SCRIPT` puts it.
     code = (
-        f"import runpy, sys; sys.modules['zmq'] = None; sys.argv = [{script!r}]; "
+        f"import os, runpy, sys; sys.modules['zmq'] = None; sys.argv = [{script!r}]; "
+        f"sys.path.insert(0, os.path.dirname(os.path.abspath({script!r}))); "
         f"runpy.run_path({script!r}, run_name='__main__')"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=scripts_dir, capture_output=True, text=True, timeout=20)
