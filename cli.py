@@ -51,11 +51,21 @@ def on_endpoint(call: Callable[[str], object], endpoint: str, verb: str) -> None
     ZeroMQ says only "Invalid argument" for `5558` or `localhost:5557`: say what it wants."""
     if "://" not in endpoint:
         raise SetupError(f"cannot {verb} {endpoint}: {expected_form(endpoint)}")
+    port = endpoint.rpartition(":")[2]
+    if endpoint.startswith("tcp://") and port.isdigit() and int(port) > 65535:
+        # libzmq would take it, and a rider would then wait for ever.
+        raise SetupError(f"cannot {verb} {endpoint}: port {port} is out of range (0-65535)")
     try:
         call(endpoint)
     except zmq.ZMQError as exc:
         text = zmq.strerror(exc.errno or 0)
-        hint = f" ({expected_form(endpoint)})" if exc.errno == errno.EINVAL else ""
+        hint = ""
+        if exc.errno == errno.EINVAL:
+            hint = f" ({expected_form(endpoint)})"
+        elif exc.errno == errno.ENODEV and "[" in endpoint:
+            hint = " (IPv6: these sockets use IPv4 only)"
+        elif exc.errno in (errno.ENODEV, errno.EADDRNOTAVAIL):
+            hint = " (not an address of this machine: bind 127.0.0.1, or 0.0.0.0 for every interface)"
         raise SetupError(f"cannot {verb} {endpoint}: {text}{hint}") from None
 
 

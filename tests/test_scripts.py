@@ -6,6 +6,7 @@ on Windows a test can't send one process a Ctrl-C.
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 from collections import Counter
@@ -195,6 +196,17 @@ def test_a_port_in_use_is_one_clear_line_and_a_failure(scripts) -> None:
             "consumer.py",
             ["--connect", "tcp://"],
             "rider: cannot connect to tcp://: Invalid argument (expected tcp://HOST:PORT, such as tcp://127.0.0.1:5557)",
+        ),
+        (
+            "consumer.py",
+            ["--connect", "tcp://127.0.0.1:99999"],
+            "rider: cannot connect to tcp://127.0.0.1:99999: port 99999 is out of range (0-65535)",
+        ),
+        (
+            "producer.py",
+            ["--bind", "tcp://no-such-host:5557"],  # libzmq binds to interface names, not host names
+            f"p1: cannot bind tcp://no-such-host:5557: {zmq.strerror(errno.ENODEV)} "
+            "(not an address of this machine: bind 127.0.0.1, or 0.0.0.0 for every interface)",
         ),
     ],
 )
