@@ -175,20 +175,12 @@ def report(sink: zmq.Socket, record: dict, name: str, stop: StopFlag, waiting: b
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Pull delivery orders and deliver them (ZeroMQ PULL).")
-    parser.add_argument(
-        "--connect",
-        action="append",
-        metavar="ENDPOINT",
-        help=f"producer endpoint, repeatable (default {DEFAULT_CONNECT})",
-    )
+    connect_help = f"producer endpoint, repeatable (default {DEFAULT_CONNECT})"
+    parser.add_argument("--connect", action="append", metavar="ENDPOINT", help=connect_help)
     parser.add_argument("--name", default="rider", help="rider name (default %(default)s)")
     parser.add_argument("--results", metavar="ENDPOINT", help="PUSH a completion record per delivered order here")
-    parser.add_argument(
-        "--speed",
-        type=non_negative_float,
-        default=1.0,
-        help="multiplies delivery_s; 0 = no sleep (default %(default)s)",
-    )
+    speed_help = "multiplies delivery_s; 0 = no sleep (default %(default)s)"
+    parser.add_argument("--speed", type=non_negative_float, default=1.0, help=speed_help)
     parser.add_argument("--orders", type=non_negative_int, default=0, help="stop after N orders (default 0: no limit)")
     add_heartbeat_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no line per delivered order or reconnection")
@@ -202,19 +194,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stop = stopping.catch_signals()  # set by Ctrl-C and SIGTERM; every wait in consume() looks at it
+    beats = heartbeat_option(args)
     try:
-        # stop: set by Ctrl-C and SIGTERM; every wait in consume() looks at it.
-        consume(
-            args.connect,
-            args.name,
-            args.results,
-            args.speed,
-            stopping.catch_signals(),
-            args.quiet,
-            args.curve,
-            args.orders,
-            heartbeat_option(args),
-        )
+        consume(args.connect, args.name, args.results, args.speed, stop, args.quiet, args.curve, args.orders, beats)
     except SetupError as exc:
         return fail(f"{args.name}: {exc}")
     return 0
