@@ -19,6 +19,7 @@ from conftest import (
     LOOPBACK_ANY_PORT,
     ROOT,
     TAG_VARIABLE,
+    Script,
     Scripts,
     Sink,
     ctrl_c_while_python_starts,
@@ -119,26 +120,34 @@ def test_a_rider_with_no_producer_says_so_once_and_keeps_waiting(scripts: Script
     assert producer.wait() == 0
 
 
-@pytest.mark.parametrize(
-    ("args", "have"), [(["--wait-consumers", "2"], "no consumer"), ([], "no consumer")], ids=["waiting", "in-send"]
-)
-def test_a_producer_with_no_consumer_says_so_once_and_keeps_waiting(
-    scripts: Scripts, sink: Sink, args: list[str], have: str
-) -> None:
-    producer, endpoint = start_producer(scripts, "--orders", "2", "--interval", "0", *args)
-    hint = f"p1: {have} after 3 s; ZeroMQ keeps waiting; riders connect with: python consumer.py --connect {endpoint}"
-    producer.wait_for_line(re.escape(hint), timeout=6)
-    for n in (1, 2):
-        start_consumer(scripts, f"rider-{n}", [endpoint], sink)
-    assert len(sink.collect(2)) == 2
-    assert producer.wait() == 0
-    assert producer.stdout.count(hint) == 1
+def test_a_producer_with_too_few_consumers_says_so_once_and_keeps_waiting(scripts: Scripts, sink: Sink) -> None:
+    """Three producers side by side, as each hint comes only after 3 s: one waiting for
+    2 consumers with none, one blocked in send with none, one waiting for 2 with 1."""
+    cases = {  # name: (its options, riders before the hint, what the hint says)
+        "waiting": (["--wait-consumers", "2"], 0, "no consumer"),
+        "in-send": ([], 0, "no consumer"),
+        "some": (["--wait-consumers", "2"], 1, "1 of 2 consumers"),
+    }
+    hints: dict[str, str] = {}
+    producers: dict[str, Script] = {}
+    for name, (options, riders, have) in cases.items():
+        producer, endpoint = start_producer(scripts, "--orders", "2", "--interval", "0", *options)
+        producers[name] = producer
+        hints[name] = f"p1: {have} after 3 s; ZeroMQ keeps waiting; riders connect with: {RIDER} {endpoint}"
+        for n in range(1, riders + 1):
+            start_consumer(scripts, f"rider-{n}", [endpoint], sink)
+    for name, producer in producers.items():
+        producer.wait_for_line(re.escape(hints[name]), timeout=6)
+    for name in ("waiting", "in-send"):  # it kept waiting, and sends once riders are there
+        endpoint = hints[name].rpartition(" ")[2]
+        for n in (1, 2):
+            start_consumer(scripts, f"rider-{n}", [endpoint], sink)
+        assert producers[name].wait() == 0
+        assert producers[name].stdout.count(hints[name]) == 1
+    assert len(sink.collect(4)) == 4
 
 
-def test_a_producer_that_has_some_consumers_says_how_many(scripts: Scripts, sink: Sink) -> None:
-    producer, endpoint = start_producer(scripts, "--orders", "2", "--wait-consumers", "2")
-    start_consumer(scripts, "rider-1", [endpoint], sink)
-    producer.wait_for_line(re.escape("p1: 1 of 2 consumers after 3 s; ZeroMQ keeps waiting"), timeout=6)
+RIDER = "python consumer.py --connect"
 
 
 # --- endpoints ---
