@@ -108,21 +108,15 @@ def test_an_early_ctrl_c_to_the_whole_group_ends_run_py_cleanly(scripts: Scripts
 # --- silent waits ---
 
 
-def test_a_rider_with_no_producer_says_so_once_and_keeps_waiting(scripts: Scripts, sink: Sink) -> None:
-    endpoint = free_tcp_endpoint()
-    rider = start_consumer(scripts, "rider-1", [endpoint], sink)
-    hint = f"rider-1: no producer at {endpoint} yet; ZeroMQ keeps retrying; is it running, and on this port?"
-    rider.wait_for_line(re.escape(hint), timeout=6)
-    rider.watch(1.0)  # more silence: still one line
-    assert rider.stdout.count(hint) == 1
-    producer = scripts("producer.py", "--bind", endpoint, "--orders", "3", "--interval", "0")
-    assert len(sink.collect(3)) == 3  # it kept waiting, and delivers once the producer is there
-    assert producer.wait() == 0
-
-
-def test_a_producer_with_too_few_consumers_says_so_once_and_keeps_waiting(scripts: Scripts, sink: Sink) -> None:
-    """Three producers side by side, as each hint comes only after 3 s: one waiting for
-    2 consumers with none, one blocked in send with none, one waiting for 2 with 1."""
+def test_silent_waits_are_said_once_and_the_waiting_goes_on(scripts: Scripts, sink: Sink) -> None:
+    """Each hint comes only after 3 s of silence, so the four cases run side by side: a
+    rider with no producer on its port; producers with too few consumers: one waiting
+    for 2 with none, one blocked in send with none, one waiting for 2 with 1."""
+    lonely_endpoint = free_tcp_endpoint()
+    rider = start_consumer(scripts, "rider-0", [lonely_endpoint], sink)
+    rider_hint = (
+        f"rider-0: no producer at {lonely_endpoint} yet; ZeroMQ keeps retrying; is it running, and on this port?"
+    )
     cases = {  # name: (its options, riders before the hint, what the hint says)
         "waiting": (["--wait-consumers", "2"], 0, "no consumer"),
         "in-send": ([], 0, "no consumer"),
@@ -136,6 +130,7 @@ def test_a_producer_with_too_few_consumers_says_so_once_and_keeps_waiting(script
         hints[name] = f"p1: {have} after 3 s; ZeroMQ keeps waiting; riders connect with: {RIDER} {endpoint}"
         for n in range(1, riders + 1):
             start_consumer(scripts, f"rider-{n}", [endpoint], sink)
+    rider.wait_for_line(re.escape(rider_hint), timeout=6)
     for name, producer in producers.items():
         producer.wait_for_line(re.escape(hints[name]), timeout=6)
     for name in ("waiting", "in-send"):  # it kept waiting, and sends once riders are there
@@ -145,6 +140,12 @@ def test_a_producer_with_too_few_consumers_says_so_once_and_keeps_waiting(script
         assert producers[name].wait() == 0
         assert producers[name].stdout.count(hints[name]) == 1
     assert len(sink.collect(4)) == 4
+    # The rider, silent for a while longer meanwhile: still one line. It kept waiting,
+    # and delivers once a producer is there.
+    assert rider.stdout.count(rider_hint) == 1
+    producer = scripts("producer.py", "--bind", lonely_endpoint, "--orders", "3", "--interval", "0")
+    assert len(sink.collect(7)) == 7
+    assert producer.wait() == 0
 
 
 RIDER = "python consumer.py --connect"
