@@ -22,10 +22,10 @@ from conftest import (
     Script,
     Scripts,
     Sink,
-    ctrl_c_while_python_starts,
     make_certificates,
     our_frames,
     posix_signals,
+    signal_while_python_starts,
     tagged_processes,
     wait_until,
 )
@@ -94,7 +94,7 @@ def test_an_early_ctrl_c_to_the_whole_group_ends_run_py_cleanly(scripts: Scripts
         run.signal_group(signal.SIGINT)
         code = run.wait(timeout=5)
         assert not our_frames(run.output), (delay, our_frames(run.output), run.output)
-        interpreter_starting = ctrl_c_while_python_starts(code, run.output)
+        interpreter_starting = signal_while_python_starts(code, run.output)
         assert code in (0, 130, -signal.SIGINT) or interpreter_starting, (delay, code, run.output)
         if not interpreter_starting:
             after_first_line += 1
