@@ -52,7 +52,7 @@ def on_endpoint(call: Callable[[str], object], endpoint: str, verb: str) -> None
     if "://" not in endpoint:
         raise SetupError(f"cannot {verb} {endpoint}: {expected_form(endpoint)}")
     port = endpoint.rpartition(":")[2]
-    if endpoint.startswith("tcp://") and port.isdigit() and int(port) > 65535:
+    if endpoint.startswith("tcp://") and re.fullmatch("[0-9]+", port) and int(port) > 65535:
         # libzmq would take it, and a rider would then wait for ever.
         raise SetupError(f"cannot {verb} {endpoint}: port {port} is out of range (0-65535)")
     try:
@@ -64,7 +64,7 @@ def on_endpoint(call: Callable[[str], object], endpoint: str, verb: str) -> None
             hint = f" ({expected_form(endpoint)})"
         elif exc.errno == errno.ENODEV and "[" in endpoint:
             hint = " (IPv6: these sockets use IPv4 only)"
-        elif exc.errno in (errno.ENODEV, errno.EADDRNOTAVAIL):
+        elif exc.errno in (errno.ENODEV, zmq.Errno.EADDRNOTAVAIL):  # libzmq's values: not WSA's on Windows
             hint = " (not an address of this machine: bind 127.0.0.1, or 0.0.0.0 for every interface)"
         raise SetupError(f"cannot {verb} {endpoint}: {text}{hint}") from None
 
@@ -72,7 +72,7 @@ def on_endpoint(call: Callable[[str], object], endpoint: str, verb: str) -> None
 def expected_form(endpoint: str) -> str:
     """The form an endpoint takes, with the user's own host or port in the example."""
     host, _, port = endpoint.rpartition("://")[2].rpartition(":")
-    if not port.isdigit():
+    if not re.fullmatch("[0-9]+", port):
         host, port = "", "5557"
     return f"expected tcp://HOST:PORT, such as tcp://{host or '127.0.0.1'}:{port}"
 

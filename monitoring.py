@@ -234,7 +234,7 @@ class ProducerLinks:
         self.poller.register(self.monitor, zmq.POLLIN)
         self.redial: dict[str, tuple[float, str]] = {}  # endpoint -> (when, why)
         self.troubled: set[str] = set()  # endpoints whose handshake failure we reported
-        self.cut_once: set[str] = set()  # endpoints that closed one handshake, without a word
+        self.cut_once: dict[str, int] = {}  # endpoint that closed one handshake -> ZeroMQ's retries since
         self.next_service = 0.0
 
     def wait(self, timeout_ms: int) -> bool:
@@ -269,7 +269,7 @@ class ProducerLinks:
         now = time.monotonic()
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.unheard.discard(endpoint)
-            self.cut_once.discard(endpoint)
+            self.cut_once.pop(endpoint, None)
             self.redial.pop(endpoint, None)
             if self.link.get(endpoint) == "lost":
                 self.tell(f"{self.name}: producer {endpoint} back")
@@ -279,6 +279,10 @@ class ProducerLinks:
                 self.tell(f"{self.name}: connected to {endpoint}")
         elif event == zmq.EVENT_CONNECT_RETRIED:
             self.redial.pop(endpoint, None)  # ZeroMQ is retrying: a network error
+            if endpoint in self.cut_once:  # the first retry follows the cut; a second: no handshake came of it
+                self.cut_once[endpoint] += 1
+                if self.cut_once[endpoint] > 1:
+                    del self.cut_once[endpoint]
             if self.link.get(endpoint) == "dropped":
                 self.link[endpoint] = "lost"
                 self.tell(f"{self.name}: lost producer {endpoint} ({self.gone_why}); ZeroMQ keeps retrying")
@@ -296,7 +300,7 @@ class ProducerLinks:
             # The producer closed the connection mid-handshake. One that is stopping does
             # that once (then refuses to connect at all); one that will not have us (it
             # wants CURVE, or is no ZeroMQ peer) does it again on ZeroMQ's next retry.
-            self.cut_once.add(endpoint)
+            self.cut_once[endpoint] = 0
         else:
             self.unheard.discard(endpoint)  # refused, and said so below
             if endpoint not in self.troubled:  # one line per producer, not one per retry

@@ -63,7 +63,7 @@ JOIN_TIMEOUT_S = 1.5  # how long a stopped child may take before it is killed
 # spawn (Windows). Not fork: it would copy this process's ZeroMQ context and its I/O
 # threads into every child, and contexts are not fork-safe. spawn starts a fresh
 # interpreter per child: 0.48-0.66 s here until 10 children are connected, and
-# run.py's overhead 0.7-0.85 s. The fork server imports zmq and our modules once, then
+# run.py's overhead 0.68-0.85 s. The fork server imports zmq and our modules once, then
 # forks each child: 0.22-0.26 s, and run.py's overhead 0.25-0.33 s (benchmarks/startup.py).
 START_METHODS = [method for method in ("forkserver", "spawn") if method in multiprocessing.get_all_start_methods()]
 FORKSERVER_PRELOAD = ["__main__", "producer", "consumer"]

@@ -108,6 +108,9 @@ def test_an_early_ctrl_c_to_the_whole_group_ends_run_py_cleanly(scripts: Scripts
 # --- silent waits ---
 
 
+RIDER = "python consumer.py --connect"  # as the producer's hint says it
+
+
 def test_silent_waits_are_said_once_and_the_waiting_goes_on(scripts: Scripts, sink: Sink) -> None:
     """Each hint comes only after 3 s of silence, so the four cases run side by side: a
     rider with no producer on its port; producers with too few consumers: one waiting
@@ -146,9 +149,6 @@ def test_silent_waits_are_said_once_and_the_waiting_goes_on(scripts: Scripts, si
     producer = scripts("producer.py", "--bind", lonely_endpoint, "--orders", "3", "--interval", "0")
     assert len(sink.collect(7)) == 7
     assert producer.wait() == 0
-
-
-RIDER = "python consumer.py --connect"
 
 
 # --- endpoints ---
@@ -215,8 +215,8 @@ def test_a_producer_that_closes_one_handshake_refused_nothing(scripts: Scripts, 
     endpoint = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
     rider = start_consumer(scripts, "rider-1", [endpoint], sink)
     connection, _ = listener.accept()
+    listener.close()  # first: the rider's next try is refused outright, as by a producer that stopped
     connection.close()  # mid-handshake: the rider's monitor reports HANDSHAKE_FAILED_NO_DETAIL
-    listener.close()
     producer = scripts("producer.py", "--bind", endpoint, "--orders", "2", "--interval", "0")
     assert len(sink.collect(2)) == 2  # the rider reconnected and delivers
     assert producer.wait() == 0

@@ -160,7 +160,7 @@ def test_ctrl_c_stops_the_producer_at_once(scripts, phase: str) -> None:
     assert "Traceback" not in producer.output
     # Its last line, in every phase: how many orders went out.
     sent = "sent 1 order" if phase == "between orders" else "sent 0 orders"
-    assert f"p1: stopped, {sent}" in producer.output
+    assert producer.stdout[-1] == f"p1: stopped, {sent}", producer.output
 
 
 def test_a_port_in_use_is_one_clear_line_and_a_failure(scripts) -> None:
@@ -196,6 +196,12 @@ def test_a_port_in_use_is_one_clear_line_and_a_failure(scripts) -> None:
             "consumer.py",
             ["--connect", "tcp://"],
             "rider: cannot connect to tcp://: Invalid argument (expected tcp://HOST:PORT, such as tcp://127.0.0.1:5557)",
+        ),
+        (
+            "consumer.py",
+            ["--connect", "tcp://127.0.0.1:\u00b2"],  # a digit to str.isdigit(), not to int()
+            "rider: cannot connect to tcp://127.0.0.1:\u00b2: Invalid argument "
+            "(expected tcp://HOST:PORT, such as tcp://127.0.0.1:5557)",
         ),
         (
             "consumer.py",
