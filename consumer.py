@@ -39,7 +39,7 @@ import zmq
 from curve import add_curve_options, curve_client, curve_option
 from heartbeats import DEFAULT_HEARTBEATS, Heartbeats, add_heartbeat_options, heartbeat_option, read_without_limit
 from monitoring import ProducerLinks
-from orders import MAX_ORDER_BYTES, InvalidOrder, completion_record, parse_order, utc_now
+from orders import MAX_ORDER_BYTES, InvalidOrder, completion_record, delivered_line, parse_order, utc_now
 from stopping import POLL_MS, StopFlag
 
 DEFAULT_CONNECT = "tcp://127.0.0.1:5557"
@@ -147,11 +147,6 @@ def deliver(order: dict, name: str, speed: float, stop: StopFlag, lines: Pacer |
     if lines:
         lines.event(delivered_line, name, order, time.monotonic() - started)
     return True
-
-
-def delivered_line(name: str, order: dict, took_s: float) -> str:
-    route = f"{order['restaurant']} -> {order['address']}"
-    return f"{name} delivered {order['order_id']} from {order['producer']} ({route}) in {took_s:.2f} s"
 
 
 def report(sink: zmq.Socket, record: dict, name: str, stop: StopFlag, waiting: bool) -> bool:

@@ -2,9 +2,11 @@
 
 An order is one ZeroMQ frame holding a UTF-8 JSON object (README, "Wire format").
 Never pickle: unpickling bytes from the network runs code that the sender chose. The
-producer's orders are seeded, so run.py can replay a run's orders before they are sent
-and know which ids to expect. A rider trusts nothing that arrives: parse_order()
-accepts a valid order or raises InvalidOrder with the reason, and nothing else.
+producer's orders are seeded (a seed, the same orders) and numbered per producer
+(p1-000001, ...), so run.py knows which ids to expect from the counts alone. A rider
+trusts nothing that arrives: parse_order() accepts a valid order or raises
+InvalidOrder with the reason, and nothing else. Here too: the lines that say an order
+was sent or delivered, and the completion record a rider sends to a sink.
 """
 
 from __future__ import annotations
@@ -127,6 +129,20 @@ def is_item(item: object) -> bool:
         and is_number(price := item.get("price"))
         and price >= 0
     )
+
+
+def sent_line(name: str, order: dict) -> str:
+    """How producer `name` says it sent an order (benchmarks/bare_pipeline.py says it so too)."""
+    return f"{name}: sent {order['order_id']} {route(order)} ({order['delivery_s']:.2f} s)"
+
+
+def delivered_line(name: str, order: dict, took_s: float) -> str:
+    """How rider `name` says it delivered an order."""
+    return f"{name} delivered {order['order_id']} from {order['producer']} ({route(order)}) in {took_s:.2f} s"
+
+
+def route(order: dict) -> str:
+    return f"{order['restaurant']} -> {order['address']}"
 
 
 def completion_record(order: dict, rider: str, received_at: str) -> dict:

@@ -40,7 +40,7 @@ import zmq
 from curve import add_curve_options, curve_option, curve_server, warn_if_exposed
 from heartbeats import DEFAULT_HEARTBEATS, Heartbeats, add_heartbeat_options, heartbeat_option
 from monitoring import ConsumerWatch
-from orders import add_delivery_option, make_orders, utc_now
+from orders import add_delivery_option, make_orders, sent_line, utc_now
 from stopping import POLL_MS, StopFlag
 
 # Loopback by default: orders carry customers' names and addresses, so the producer
@@ -112,11 +112,6 @@ def produce(
         if auth:
             auth.stop()  # before term(): a running authenticator makes term() hang
         ctx.term()
-
-
-def sent_line(name: str, order: dict) -> str:
-    route = f"{order['restaurant']} -> {order['address']}"
-    return f"{name}: sent {order['order_id']} {route} ({order['delivery_s']:.2f} s)"
 
 
 def wait_for_consumers(watch: ConsumerWatch, wanted: int, stop: StopFlag) -> bool:

@@ -9,10 +9,11 @@ both through timed.py, output to files):
 
 - producer: binds a PUSH, waits for K handshakes on a socket monitor, then per order
   makes a fresh one (orders.make_orders, the project's own generator: the same shape
-  and size), stamps created_at, send_json()s it and prints a line, as producer.py does.
-- consumer: recv_json(), prints a line per order like consumer.py's rider, and
-  send_json()s a completion record (the same fields as the project's) to the sink.
-  It runs until killed.
+  and size), stamps created_at, send_json()s it and prints producer.py's line for it
+  (orders.sent_line).
+- consumer: recv_json(), prints consumer.py's line per order (orders.delivered_line),
+  and send_json()s the project's completion record (orders.completion_record) to the
+  sink. It runs until killed.
 
 No validation, no monitoring, no flush per line (print() to a file is block-buffered):
 that is what "bare" leaves out. With --paced, each prints through the project's own
@@ -26,7 +27,6 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -37,13 +37,9 @@ from zmq.utils.monitor import recv_monitor_message
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cli import LINES_PER_S, Pacer  # noqa: E402  (the repository's; needs the sys.path entry above)
 
-from orders import make_orders  # noqa: E402
+from orders import completion_record, delivered_line, make_orders, sent_line, utc_now  # noqa: E402
 
 DELIVERY = (0.2, 1.0)  # producer.py's default --delivery: the same numbers in the orders
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 class EveryLine:
@@ -59,15 +55,6 @@ class EveryLine:
 def lines_for(name: str, verb: str, paced: bool) -> Pacer | EveryLine:
     """--paced: the project's own cli.Pacer, so that both sides print by one rule."""
     return Pacer(name, verb) if paced else EveryLine()
-
-
-def sent_line(name: str, order: dict) -> str:
-    return f"{name}: sent {order['order_id']} {order['restaurant']} -> {order['address']} ({order['delivery_s']:.2f} s)"
-
-
-def delivered_line(name: str, order: dict, took: float) -> str:
-    route = f"{order['restaurant']} -> {order['address']}"
-    return f"{name} delivered {order['order_id']} from {order['producer']} ({route}) in {took:.2f} s"
 
 
 def produce(endpoint: str, name: str, orders: int, wanted: int, seed: int, paced: bool) -> None:
@@ -107,9 +94,7 @@ def consume(endpoint: str, results: str, name: str, paced: bool) -> None:
         received_at = utc_now()
         started = time.monotonic()
         lines.event(delivered_line, name, order, time.monotonic() - started)
-        record = {"order_id": order["order_id"], "producer": order["producer"], "consumer": name}
-        record |= {"delivery_s": order["delivery_s"], "received_at": received_at, "done_at": utc_now()}
-        sink.send_json(record)
+        sink.send_json(completion_record(order, name, received_at))
 
 
 def main(argv: list[str] | None = None) -> None:
