@@ -90,8 +90,8 @@ def run(args: argparse.Namespace, ledger: Ledger, view: View | None, stop: StopF
         endpoints = start_producers(mp, children_stop, args, keys.get("producer"), producers, stop)
         if stop.is_set():
             return Results(ledger)
-        bound = ", ".join(f"{p.name} bound {endpoint}" for p, endpoint in zip(producers, endpoints, strict=True))
         if view:
+            bound = ", ".join(f"{p.name} bound {endpoint}" for p, endpoint in zip(producers, endpoints, strict=True))
             view.note(f"run.py: {bound}; starting {plural(args.consumers, 'rider')}")
         for name in rider_names(args):
             options = {"endpoints": endpoints, "name": name, "results": results_endpoint, "speed": args.speed}
