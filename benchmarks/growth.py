@@ -5,14 +5,14 @@ What it keeps to account for them decides how big a run it can take: memory that
 with the number of orders runs out on a long enough run, however fast the pipeline.
 Target: run.py's peak at most 80 MB at 100,000 orders and at 1,000,000.
 
-    python run.py --speed 0 --orders N --consumers 10 [--quiet]  > file 2> file
+    python run.py --speed 0 --orders N --consumers 10 --quiet  > file 2> file
 
-at N = 10,000, 100,000 and 1,000,000 (--quick: 2,000); --quiet when run.py
-has it, and output to a file either way, as a user would redirect it. psutil samples,
-every 20 ms, the resident set (RSS; on Windows the working set) of run.py's own process
-and of each of its workers: the row gives run.py's peak, the detail the largest rider's
-and the producer's (the worker with a listening socket). A peak that lasts less than
-20 ms can be missed. MB: 2**20 bytes. Wall: run.py started -> exited.
+at N = 10,000, 100,000 and 1,000,000 (--quick: 2,000), output to a file as a user would
+redirect it. psutil samples, every 20 ms, the resident set (RSS; on Windows the working
+set) of run.py's own process and of each of its workers: the row gives run.py's peak,
+the detail the largest rider's and the producer's (the worker with a listening socket).
+A peak that lasts less than 20 ms can be missed. MB: 2**20 bytes. Wall: run.py started
+-> exited.
 
     python benchmarks/growth.py [--quick]
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import re
 import subprocess
 import sys
@@ -35,22 +34,10 @@ from harness import REPO, RIDERS, Table, progress
 
 import psutil
 
-import run
-
 SAMPLE_S = 0.02
 MB = 2**20
 TARGET_MB, TARGET_FROM = 80.0, 100_000  # the target applies from this many orders up
 TOTAL_LINE = re.compile(r"total orders: (\d+) \(.*\), delivered (\d+)")
-
-
-def runpy_has_quiet() -> bool:
-    """Whether run.py takes --quiet (its riders then print no line per order)."""
-    with contextlib.redirect_stderr(io.StringIO()):  # argparse's complaint, if it does not
-        try:
-            run.parse_args(["--quiet"])
-        except SystemExit:
-            return False
-    return True
 
 
 @dataclass
@@ -115,10 +102,10 @@ class Sampler:
         )
 
 
-def measure(orders: int, quiet: bool, folder: Path, timeout: float) -> dict:
+def measure(orders: int, folder: Path, timeout: float) -> dict:
     """run.py's run: wall, peaks (MB), workers seen, delivered, exactly once; and "error" if it failed."""
     command = [sys.executable, str(REPO / "run.py"), "--speed", "0", "--orders", str(orders)]
-    command += ["--consumers", str(RIDERS)] + ["--quiet"] * quiet
+    command += ["--consumers", str(RIDERS), "--quiet"]
     out_path = folder / f"run-{orders}.out"
     with open(out_path, "wb") as out, open(folder / f"run-{orders}.err", "wb") as err:
         began = time.perf_counter()
@@ -165,13 +152,11 @@ def measure(orders: int, quiet: bool, folder: Path, timeout: float) -> dict:
 
 def bench_growth(cfg: argparse.Namespace, table: Table) -> None:
     sizes = (2_000,) if cfg.quick else (10_000, 100_000, 1_000_000)
-    quiet = runpy_has_quiet()
-    option = " --quiet" if quiet else ""
     with tempfile.TemporaryDirectory(prefix="bench-growth-", ignore_cleanup_errors=True) as folder:
         for orders in sizes:
-            progress(f"growth: run.py --speed 0 --orders {orders}{option}, sampling its memory")
-            result = measure(orders, quiet, Path(folder), timeout=60 + orders / 2000)
-            case = f"run.py --speed 0 --orders N{option} > file: run.py peak RSS"
+            progress(f"growth: run.py --speed 0 --orders {orders} --quiet, sampling its memory")
+            result = measure(orders, Path(folder), timeout=60 + orders / 2000)
+            case = "run.py --speed 0 --orders N --quiet > file: run.py peak RSS"
             goal = f"<= {TARGET_MB:.0f} MB" if orders >= TARGET_FROM else ""
             label = f"growth {orders}"
             if "error" in result:
@@ -193,8 +178,6 @@ def bench_growth(cfg: argparse.Namespace, table: Table) -> None:
             table.add("growth", case, RIDERS, orders, f"{result['peak']:.1f} MB", delivered, target, detail)
     note = "growth: peak RSS (Windows: working set), sampled every 20 ms with psutil, of run.py's own process; the "
     note += "detail has the largest rider's and the producer's. Wall: run.py started -> exited."
-    if not quiet:
-        note += " run.py has no --quiet yet: its riders print a line per order, into the file."
     table.notes.append(note)
 
 

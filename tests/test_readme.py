@@ -419,7 +419,6 @@ def labels_bench_py_prints(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, .
 
     monkeypatch.setattr(startup, "run_runpy", runpy)
     monkeypatch.setattr(growth, "measure", growing)
-    monkeypatch.setattr(growth, "runpy_has_quiet", lambda: True)
     monkeypatch.setattr(same_work, "run_side", lambda kind, n, *args: same_work.Round(n, 1000.0, 1.0, 0.1, 0.2))
     monkeypatch.setattr(startup, "run_probe", lambda *args: {"start_s": 0.1, "stop_s": 0.1})
     table = harness.Table()
