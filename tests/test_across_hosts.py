@@ -14,6 +14,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import hosts
@@ -94,8 +95,8 @@ def test_riders_on_three_hosts_get_every_order_exactly_once(network, scripts) ->
     done = wait_until(lambda: found if len(found := records(sink)) >= 30 else None, what=lambda: sink.tail())
     assert sorted(r["order_id"] for r in done) == [f"p1-{n:06d}" for n in range(1, 31)]
     assert {r["consumer"] for r in done} == {"rider-1", "rider-2", "rider-3"}
-    for rider in riders:  # and each said so itself
-        assert seqs(rider, "delivered"), rider.tail()
+    for rider in riders:  # and each said so itself (before it sent the record; read here a moment later)
+        wait_until(partial(seqs, rider, "delivered"), what=rider.tail)
     # rider-3 looked the name up (cli.numeric) and found the platform's address.
     riders[2].wait_for_line(rf"connecting to tcp://{re.escape(platform.address)}:{PORT}$")
 
