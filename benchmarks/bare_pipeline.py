@@ -35,9 +35,9 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cli import LINES_PER_S, Pacer  # noqa: E402  (the repository's; needs the sys.path entry above)
+from hardened.cli import LINES_PER_S, Pacer  # noqa: E402  (the repository's; needs the sys.path entry above)
 
-from orders import completion_record, delivered_line, make_orders, sent_line, utc_now  # noqa: E402
+from hardened.orders import completion_record, delivered_line, make_orders, sent_line, utc_now  # noqa: E402
 
 DELIVERY = (0.2, 1.0)  # producer.py's default --delivery: the same numbers in the orders
 

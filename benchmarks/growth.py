@@ -5,7 +5,7 @@ What it keeps to account for them decides how big a run it can take: memory that
 with the number of orders runs out on a long enough run, however fast the pipeline.
 Target: run.py's peak at most 80 MB at 100,000 orders and at 1,000,000.
 
-    python run.py --speed 0 --orders N --consumers 10 --quiet  > file 2> file
+    python -m hardened.run --speed 0 --orders N --consumers 10 --quiet  > file 2> file
 
 at N = 10,000, 100,000 and 1,000,000 (--quick: 2,000), output to a file as a user would
 redirect it. psutil samples, every 20 ms, the resident set (RSS; on Windows the working
@@ -96,7 +96,7 @@ class Sampler:
             (
                 w
                 for w in self.seen.values()
-                if w.parent == self.root.pid and "run.py" in w.cmdline and "multiprocessing" not in w.cmdline
+                if w.parent == self.root.pid and "hardened.run" in w.cmdline and "multiprocessing" not in w.cmdline
             ),
             self.seen[self.root.pid],
         )
@@ -104,7 +104,7 @@ class Sampler:
 
 def measure(orders: int, folder: Path, timeout: float) -> dict:
     """run.py's run: wall, peaks (MB), workers seen, delivered, exactly once; and "error" if it failed."""
-    command = [sys.executable, str(REPO / "run.py"), "--speed", "0", "--orders", str(orders)]
+    command = [sys.executable, "-m", "hardened.run", "--speed", "0", "--orders", str(orders)]
     command += ["--consumers", str(RIDERS), "--quiet"]
     out_path = folder / f"run-{orders}.out"
     with open(out_path, "wb") as out, open(folder / f"run-{orders}.err", "wb") as err:

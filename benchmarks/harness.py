@@ -38,13 +38,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import cli  # noqa: E402, F401, I001  (first: without pyzmq, one line that says what to do)
+from hardened import cli  # noqa: E402, F401, I001  (first: without pyzmq, one line that says what to do)
 
 import zmq  # noqa: E402
 from zmq.utils.monitor import recv_monitor_message  # noqa: E402
 
-import run  # noqa: E402  (needs the sys.path entry above; safe to import: its signal set-up runs only as a script)
-import stopping  # noqa: E402
+from hardened import run  # noqa: E402  (needs the sys.path entry above; safe to import: its signal set-up runs only as a script)
+from hardened import stopping  # noqa: E402
 
 START_METHOD = run.START_METHODS[0]  # as run.py: forkserver where the platform has it, else spawn
 # Any: what typeshed says get_context(a str) returns, a BaseContext, has no Process.

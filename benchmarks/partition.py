@@ -85,10 +85,10 @@ def one_round(cfg: argparse.Namespace, beats: tuple[str, ...]) -> Round:
         try:
             producer = run(
                 platform,
-                *("producer.py", "--bind", f"tcp://0.0.0.0:{PORT}", "--seed", "1", "--wait-consumers", "2"),
+                *("-m", "hardened.producer", "--bind", f"tcp://0.0.0.0:{PORT}", "--seed", "1", "--wait-consumers", "2"),
                 *("--orders", str(cfg.orders), "--interval", str(1 / cfg.rate), *beats),
             )
-            rider = ("consumer.py", "--speed", "0", "--connect", f"tcp://platform:{PORT}")
+            rider = ("-m", "hardened.consumer", "--speed", "0", "--connect", f"tcp://platform:{PORT}")
             riders = [run(lan[name], *rider, "--name", name, *beats) for name in ("rider-1", "rider-2")]
             wait(lambda: cfg.cut_after in seqs(producer, "sent"), 20, f"order {cfg.cut_after} to be sent")
             away.cut()

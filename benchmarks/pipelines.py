@@ -35,15 +35,13 @@ from typing import Any
 # harness first: it puts the repository on sys.path (for consumer, producer and orders, below)
 from harness import LOOPBACK, MP, UNIFORM, BenchError, Children, child_setup, cpu_s, wait_handshakes
 
-from cli import Pacer, bind
+from hardened.cli import Pacer, bind
 
 import zmq
 
-import consumer
-import producer
-import stopping
-from monitoring import ConsumerWatch
-from orders import make_orders, utc_now
+from hardened import consumer, producer, stopping
+from hardened.monitoring import ConsumerWatch
+from hardened.orders import make_orders, utc_now
 
 # --- the messages: an order as produce() sends it ---
 

@@ -4,7 +4,7 @@ Why: run.py starts a process per rider, waits for every one to connect before th
 order, collects their records, and stops them. How that cost grows with the riders, and
 with the start method, says how far one machine's run.py goes:
 
-    python run.py --consumers R --orders 20R --speed 0 --delivery 0 --start-method M
+    python -m hardened.run --consumers R --orders 20R --speed 0 --delivery 0 --start-method M
 
 for R = 10, 50, 100 and 200, and each start method run.py offers here (forkserver and
 spawn; on Windows only spawn). --quick: 10 riders, run.py's default method only.
@@ -25,7 +25,7 @@ from harness import Table, progress
 
 import startup
 
-from run import START_METHODS
+from hardened.run import START_METHODS
 
 ORDERS_EACH = 20
 

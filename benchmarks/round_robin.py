@@ -32,13 +32,13 @@ from multiprocessing.connection import Connection
 import harness  # first: it puts the repository on sys.path (for consumer and orders, below)
 from harness import LOOPBACK, RIDERS, UNIFORM, BenchError, Children, Table, epoch, percentile, progress
 
-from cli import bind
+from hardened.cli import bind
 
 import zmq
 from pipelines import run_project
 
-from consumer import deliver
-from orders import MAX_DELIVERY_S, make_orders, parse_order, utc_now
+from hardened.consumer import deliver
+from hardened.orders import MAX_DELIVERY_S, make_orders, parse_order, utc_now
 
 ROUND_ROBIN_ORDERS = 100
 EXPONENTIAL_MEAN_S = 25.0  # clipped to MAX_DELIVERY_S: a long tail, but valid orders

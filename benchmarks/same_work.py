@@ -8,9 +8,9 @@ its own with stdout and stderr to files (as `> file 2> file` would; PYTHONUNBUFF
 unset), and each rider PUSHes a completion record per order to a PULL sink in this
 process:
 
-- project: python producer.py --bind tcp://127.0.0.1:0 --orders N --interval 0
+- project: python -m hardened.producer --bind tcp://127.0.0.1:0 --orders N --interval 0
   --wait-consumers 10 --seed S (its first line says the port it bound), and 10 x
-  python consumer.py --connect EP --results SINK --speed 0 --name rider-K;
+  python -m hardened.consumer --connect EP --results SINK --speed 0 --name rider-K;
 - bare, a line per order: bare_pipeline.py's producer and riders (fresh orders from
   orders.make_orders, send_json / recv_json, a line per order, a completion record each);
 - bare, the project's output: the same, printing as the project does at flood rates
@@ -56,12 +56,12 @@ from pathlib import Path
 import harness  # first: it puts the repository on sys.path (for cli and orders, below)
 from harness import LOOPBACK, REPO, RIDERS, Table, progress
 
-from cli import bind
+from hardened.cli import bind
 
 import zmq
 
-from heartbeats import read_without_limit
-from orders import order_id
+from hardened.heartbeats import read_without_limit
+from hardened.orders import order_id
 
 HERE = Path(__file__).resolve().parent
 TIMED = HERE / "timed.py"
@@ -72,28 +72,29 @@ TARGET = 0.9  # project / bare
 ENV = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
 
 
-def project_scripts(n: int, seed: int, endpoint: str, sink: str, rider: int) -> tuple[Path, list[str]]:
+def project_scripts(n: int, seed: int, endpoint: str, sink: str, rider: int) -> tuple[str, list[str]]:
     """The project's producer (rider 0) or rider number `rider`, as the brief of this section says."""
     if not rider:
         options = ["--bind", LOOPBACK, "--orders", str(n), "--interval", "0", "--wait-consumers", str(RIDERS)]
-        return REPO / "producer.py", [*options, "--seed", str(seed)]
-    return REPO / "consumer.py", ["--connect", endpoint, "--results", sink, "--speed", "0", "--name", f"rider-{rider}"]
+        return "-m", ["hardened.producer", *options, "--seed", str(seed)]
+    rider_options = ["--connect", endpoint, "--results", sink, "--speed", "0", "--name", f"rider-{rider}"]
+    return "-m", ["hardened.consumer", *rider_options]
 
 
-def bare_scripts(paced: bool) -> Callable[[int, int, str, str, int], tuple[Path, list[str]]]:
-    def scripts(n: int, seed: int, endpoint: str, sink: str, rider: int) -> tuple[Path, list[str]]:
+def bare_scripts(paced: bool) -> Callable[[int, int, str, str, int], tuple[str, list[str]]]:
+    def scripts(n: int, seed: int, endpoint: str, sink: str, rider: int) -> tuple[str, list[str]]:
         if not rider:
             args = ["producer", "--bind", LOOPBACK, "--orders", str(n), "--wait-consumers", str(RIDERS)]
             args += ["--seed", str(seed)]
         else:
             args = ["consumer", "--connect", endpoint, "--results", sink, "--name", f"rider-{rider}"]
-        return HERE / "bare_pipeline.py", args + ["--paced"] * paced
+        return str(HERE / "bare_pipeline.py"), args + ["--paced"] * paced
 
     return scripts
 
 
 # kind: (case, the command of the producer (rider 0) or rider K)
-SIDES: dict[str, tuple[str, Callable[[int, int, str, str, int], tuple[Path, list[str]]]]] = {
+SIDES: dict[str, tuple[str, Callable[[int, int, str, str, int], tuple[str, list[str]]]]] = {
     "project": ("project: producer.py -> 10 x consumer.py, output to files", project_scripts),
     "lines": ("bare pyzmq, a line per order", bare_scripts(paced=False)),
     "paced": ("bare pyzmq, paced output as the project's (<= 20 lines/s, or 1 a second)", bare_scripts(paced=True)),
@@ -111,12 +112,13 @@ class Round:
 
 
 class Script:
-    """`python timed.py TIMES SCRIPT ARGS...` with its output to NAME.out and NAME.err in `folder`."""
+    """`python timed.py TIMES SCRIPT ARGS...` (or `... TIMES -m MODULE ARGS...`) with its output
+    to NAME.out and NAME.err in `folder`."""
 
-    def __init__(self, folder: Path, name: str, script: Path, args: list[str]) -> None:
+    def __init__(self, folder: Path, name: str, script: str, args: list[str]) -> None:
         self.name = name
         self.out, self.err, self.times = (folder / f"{name}.{ext}" for ext in ("out", "err", "times"))
-        command = [sys.executable, str(TIMED), str(self.times), str(script), *args]
+        command = [sys.executable, str(TIMED), str(self.times), script, *args]
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.proc = subprocess.Popen(command, cwd=REPO, env=ENV, stdin=subprocess.PIPE, stdout=out, stderr=err)
 

@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import harness  # first: it puts the repository on sys.path (for run and stopping, below)
-from harness import LOOPBACK, REPO, RIDERS, Table, progress, run_command, wait_handshakes
+from harness import LOOPBACK, RIDERS, Table, progress, run_command, wait_handshakes
 
-from cli import bind
+from hardened.cli import bind
 
 import zmq
 
-import stopping
-from run import FORKSERVER_PRELOAD
+from hardened import stopping
+from hardened.run import FORKSERVER_PRELOAD
 
 START_METHOD = harness.START_METHOD
 PROBES = [("spawn", ["__main__"]), ("forkserver", ["__main__"]), ("forkserver", FORKSERVER_PRELOAD), ("fork", [])]
@@ -45,8 +45,9 @@ TOTAL_LINE = re.compile(r"total orders: (\d+) \(.*\), delivered (\d+)")
 
 
 def run_runpy(orders: int, speed: float, *options: str, timeout: float = 60) -> dict:
-    """python run.py --orders N --speed S [options]: its own overhead line, and how many orders it saw delivered."""
-    command = [sys.executable, str(REPO / "run.py"), "--orders", str(orders), "--speed", str(speed), *options]
+    """python -m hardened.run --orders N --speed S [options]: its own overhead line, and how
+    many orders it saw delivered."""
+    command = [sys.executable, "-m", "hardened.run", "--orders", str(orders), "--speed", str(speed), *options]
     status, out, _ = run_command(command, timeout=timeout)
     if status is None:
         return {"error": f"timed out after {timeout:g} s"}

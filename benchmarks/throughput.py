@@ -32,7 +32,7 @@ from harness import RIDERS, UNIFORM, Table, progress
 import pipelines
 from pipelines import Run, run_bare, run_project
 
-from orders import make_orders, parse_order, utc_now
+from hardened.orders import make_orders, parse_order, utc_now
 
 
 def step_costs(seed: int, quick: bool) -> str:

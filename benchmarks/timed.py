@@ -8,9 +8,11 @@ process_time() rather than os.times(): on Linux and macOS it counts in nanosecon
 not in 10 ms clock ticks.
 
     python benchmarks/timed.py TIMES_FILE SCRIPT [ARG...]
+    python benchmarks/timed.py TIMES_FILE -m MODULE [ARG...]
 
-runs SCRIPT as its __main__ (its folder first on sys.path, its name in sys.argv[0]),
-and writes to TIMES_FILE, as JSON, this process's user + system CPU seconds:
+runs SCRIPT as its __main__ (its folder first on sys.path, its name in sys.argv[0]), or
+MODULE as `python -m MODULE` does (the current folder first on sys.path), and writes to
+TIMES_FILE, as JSON, this process's user + system CPU seconds:
 
 - "mark": when the first byte arrives on stdin (same_work.py sends one when its clock
   starts); null if none came before the script ended;
@@ -81,10 +83,16 @@ def main() -> None:
     times_file, script, *args = sys.argv[1:]
     times = Times(times_file)
     threading.Thread(target=watch_stdin, args=(times,), name="timed-stdin", daemon=True).start()
-    sys.argv = [script, *args]
-    sys.path[0] = os.path.dirname(os.path.abspath(script))
     try:
-        runpy.run_path(script, run_name="__main__")
+        if script == "-m":
+            module, *args = args
+            sys.argv = [module, *args]  # run_module() puts the module's file in sys.argv[0]
+            sys.path[0] = os.getcwd()
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = [script, *args]
+            sys.path[0] = os.path.dirname(os.path.abspath(script))
+            runpy.run_path(script, run_name="__main__")
     finally:
         times.take_end()
 

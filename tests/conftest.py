@@ -37,7 +37,7 @@ import zmq.auth
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from heartbeats import read_without_limit  # noqa: E402  (the repository's: needs the entry above)
+from hardened.heartbeats import read_without_limit  # noqa: E402  (the repository's: needs the entry above)
 
 LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"
 
@@ -71,8 +71,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--scripts-dir",
         default=str(ROOT),
-        help="run the scripts (run.py, producer.py, consumer.py) found in this folder, e.g. an older "
-        "checkout made with git worktree, to see which tests its scripts fail (default: this checkout). "
+        help="run the scripts (python -m hardened.run, hardened.producer, hardened.consumer) from this folder, "
+        "e.g. an older checkout made with git worktree, to see which tests its scripts fail (default: this checkout). "
         "Write it --scripts-dir=DIR: with a space, pytest takes DIR for a folder of tests too",
     )
 
@@ -304,15 +304,18 @@ class Script:
 
 def our_frames(traceback: str) -> list[str]:
     """The source lines of this project's files in a traceback, except a script's first
-    statement (`import stopping`) and stopping.py's own module body: a signal that lands
-    there came before the script could catch it, while Python was still starting it."""
+    statement (`from hardened import stopping`), the package's and stopping.py's own module
+    bodies: a signal that lands there came before the script could catch it, while Python
+    was still starting it. The project's files: those in ROOT and in ROOT/hardened."""
     ours = []
     for path, line, function in re.findall(r'File "([^"]+)", line (\d+), in (\S+)', traceback):
         file = Path(path)
-        if file.parent != ROOT:
+        if file.parent not in (ROOT, ROOT / "hardened"):
             continue
         text = file.read_text().splitlines()[int(line) - 1]
-        starting = text == "import stopping" or (file.name == "stopping.py" and function == "<module>")
+        module_body = function == "<module>" and file.parent == ROOT / "hardened"
+        first = text == "from hardened import stopping"
+        starting = first or (module_body and file.name in ("stopping.py", "__init__.py"))
         if not starting:
             ours.append(f"{file.name}:{line}: {text.strip()}")
     return ours
@@ -338,7 +341,7 @@ Scripts = Callable[..., Script]  # the type of the scripts fixture
 
 @pytest.fixture
 def scripts(request: pytest.FixtureRequest) -> Iterator[Scripts]:
-    """Start scripts with scripts("producer.py", "--orders", "3"); all are killed at the
+    """Start scripts with scripts("-m", "hardened.producer", "--orders", "3"); all are killed at the
     end, and every process they started."""
     started: list[Script] = []
     cwd = Path(request.config.getoption("--scripts-dir"))

@@ -10,8 +10,8 @@ vanish in both directions, as when a phone goes out of range; hosts know each ot
 MAC addresses for good, so that even a new connect() gets silence, not an error.
 
     with network("platform", "rider-1") as lan:            # 10.9.0.1, 10.9.0.2
-        producer = scripts(*lan["platform"].python("producer.py", "--bind", "tcp://0.0.0.0:5557"))
-        rider = scripts(*lan["rider-1"].python("consumer.py", "--connect", "tcp://platform:5557"))
+        producer = scripts(*lan["platform"].python("-m", "hardened.producer", "--bind", "tcp://0.0.0.0:5557"))
+        rider = scripts(*lan["rider-1"].python("-m", "hardened.consumer", "--connect", "tcp://platform:5557"))
         lan["rider-1"].cut()                               # and .restore()
 
 Host.python() returns the arguments for conftest's Script (or its `scripts` fixture),
@@ -117,7 +117,7 @@ class Host:
 
     def python(self, *args: str) -> tuple[str, ...]:
         """Arguments for conftest.Script (or the `scripts` fixture) that run
-        `python ARGS...` on this host: scripts(*host.python("producer.py", ...))."""
+        `python ARGS...` on this host: scripts(*host.python("-m", "hardened.producer", ...))."""
         return ("-c", ENTER, self.netns, *args)
 
     def tool(self, *args: str) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ import zmq.auth
 from conftest import Script, Scripts, wait_until
 from hosts import Host, Network
 
-from orders import CUSTOMERS, MENUS
+from hardened.orders import CUSTOMERS, MENUS
 
 PORT = 5557  # every host has its own ports, so fixed ones never collide across tests
 SINK_PORT = 5558
@@ -47,14 +47,16 @@ def network() -> Iterator[Callable[..., Network]]:
 
 
 def producer_on(scripts: Scripts, host: Host, *args: str, bind: str = ANYWHERE) -> Script:
-    producer = scripts(*host.python("producer.py", "--bind", bind, "--seed", "1", *args))
+    producer = scripts(*host.python("-m", "hardened.producer", "--bind", bind, "--seed", "1", *args))
     producer.wait_for_line(rf"bound {re.escape(bind)}")
     return producer
 
 
 def rider_on(scripts: Scripts, host: Host, name: str, producer: str, *args: str) -> Script:
     """A rider on `host`, connected to `producer` (HOST:PORT, by address or by name)."""
-    return scripts(*host.python("consumer.py", "--name", name, "--speed", "0", "--connect", f"tcp://{producer}", *args))
+    return scripts(
+        *host.python("-m", "hardened.consumer", "--name", name, "--speed", "0", "--connect", f"tcp://{producer}", *args)
+    )
 
 
 def sink_on(scripts: Scripts, host: Host) -> Script:

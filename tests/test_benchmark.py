@@ -61,7 +61,7 @@ def run_watching_descendants(bench: Script, timeout: float) -> dict[int, str]:
 
 # The quick run in two halves, which pytest-xdist runs side by side: the functions'
 # sections (produce() and consume() in processes of their own, next to bare pyzmq), and
-# the scripts' (run.py, producer.py, consumer.py as a user runs them). Each half: its
+# the scripts' (hardened.run, hardened.producer, hardened.consumer as a user runs them). Each half: its
 # --only options, the sections of its table rows, the cases that count orders.
 HALVES = {
     "functions": (("throughput", "latency", "roundrobin"), {"throughput", "ratio", "latency", "round-robin"}, 12),
@@ -151,5 +151,6 @@ def check_scripts(bench: Script, rows: list[list[str]], started: dict[int, str])
     # The processes it started (all gone by the end of the test): run.py's, and the
     # scripts of the same-work section, the project's and the bare ones, 11 a side.
     assert len(started) >= 22, started
-    for script in ("producer.py", "consumer.py", "bare_pipeline.py producer", "bare_pipeline.py consumer", "run.py"):
+    project = ("-m hardened.producer", "-m hardened.consumer", "-m hardened.run")
+    for script in (*project, "bare_pipeline.py producer", "bare_pipeline.py consumer"):
         assert any(script in cmdline for cmdline in started.values()), (script, started)

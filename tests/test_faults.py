@@ -32,7 +32,7 @@ def test_a_consumer_started_before_the_producer_waits_then_delivers(scripts, sin
     endpoint = free_tcp_endpoint()
     rider = start_consumer(scripts, "rider-1", [endpoint], sink)
     rider.wait_for_line("connecting to")  # connect() succeeded with nobody there
-    producer = scripts("producer.py", "--bind", endpoint, "--orders", "5", "--interval", "0")
+    producer = scripts("-m", "hardened.producer", "--bind", endpoint, "--orders", "5", "--interval", "0")
     assert [r["order_id"] for r in sink.collect(5)] == [f"p1-{n:06d}" for n in range(1, 6)]
     assert producer.wait() == 0
     assert rider.stderr == []  # it waited quietly
@@ -49,7 +49,18 @@ def test_consumers_carry_on_when_the_producer_is_killed_and_restarted(scripts, s
     # Both riders reconnect by themselves (every 100 ms); --wait-consumers keeps the
     # first one back from taking the whole burst.
     second = scripts(
-        "producer.py", "--bind", endpoint, "--name", "p2", "--orders", "20", "--interval", "0", "--wait-consumers", "2"
+        "-m",
+        "hardened.producer",
+        "--bind",
+        endpoint,
+        "--name",
+        "p2",
+        "--orders",
+        "20",
+        "--interval",
+        "0",
+        "--wait-consumers",
+        "2",
     )
     assert second.wait(timeout=20) == 0
     from_p2 = wait_until(
@@ -88,7 +99,7 @@ def test_a_killed_consumer_loses_its_queue_and_the_others_get_everything_after(s
 
 
 def test_run_py_crash_consumer_reports_the_lost_orders(scripts) -> None:
-    run = scripts("run.py", "--crash-consumer", "--consumers", "4", "--orders", "40", "--speed", "0.05")
+    run = scripts("-m", "hardened.run", "--crash-consumer", "--consumers", "4", "--orders", "40", "--speed", "0.05")
     run.wait_for_workers(5)
     check_crash_consumer_report(run)
 
@@ -109,7 +120,7 @@ def check_crash_consumer_report(run: Script) -> None:
 
 
 def test_ten_thousand_orders_through_ten_riders_exactly_once(scripts) -> None:
-    run = scripts("run.py", "--orders", "10000", "--speed", "0")
+    run = scripts("-m", "hardened.run", "--orders", "10000", "--speed", "0")
     assert run.wait(timeout=60) == 0, run.output[-2000:]
     assert "delivered exactly once: yes" in run.stdout
     assert sum(orders for orders, *_ in report_rows(run).values()) == 10000
@@ -153,7 +164,7 @@ def test_a_signal_at_any_moment_ends_run_py_cleanly(scripts, signum: signal.Sign
     """Start-up, mid-run and the report: 14 seeded moments between 0.05 and 1.1 s. Half
     the signals go to run.py alone (kill), half to its whole process group, children
     included, as Ctrl-C in a terminal does."""
-    run = scripts("run.py", "--consumers", "4", "--orders", "16", "--speed", "0.2")
+    run = scripts("-m", "hardened.run", "--consumers", "4", "--orders", "16", "--speed", "0.2")
     run.watch(delay)  # the chosen moment (unless run.py has finished already)
     printed = list(run.stdout)
     run.workers()  # a last look: every worker that had started by then is still there, or was seen
@@ -186,7 +197,7 @@ def riders_alone(run: Script, count: int) -> list[psutil.Process]:
 
 
 def test_run_py_fails_when_a_rider_dies_unplanned(scripts) -> None:
-    run = scripts("run.py", "--consumers", "3", "--orders", "30", "--speed", "0.3")
+    run = scripts("-m", "hardened.run", "--consumers", "3", "--orders", "30", "--speed", "0.3")
     run.wait_for_line("run.py: p1 sent its 30 orders and exited")  # from now on the workers are riders
     run.wait_for_line(r"rider-\d delivered")
     riders = riders_alone(run, 3)
@@ -203,7 +214,7 @@ def test_the_children_are_found_by_tag_and_stop_by_themselves_when_run_py_is_kil
     still found, while the others stop by themselves (their end of the stop pipe reads
     EOF) and are gone; once resumed, it stops by itself as well. (The fork server and the
     resource tracker wait for it: it holds their pipes too.)"""
-    run = scripts("run.py", "--consumers", "3", "--orders", "200", "--speed", "1")
+    run = scripts("-m", "hardened.run", "--consumers", "3", "--orders", "200", "--speed", "1")
     run.wait_for_line("run.py: p1 sent its 200 orders and exited")  # from now on the workers are riders
     riders = riders_alone(run, 3)
 

@@ -22,7 +22,7 @@ from typing import TextIO
 
 import pytest
 
-from liveview import TerminalView, ansi_terminal
+from hardened.liveview import TerminalView, ansi_terminal
 
 RIDERS = ["rider-1", "rider-2", "rider-3", "rider-4"]
 MARK = "<the end>"  # written after the view's output: once read, all of it has arrived

@@ -65,7 +65,7 @@ def run_into_closed_pipe(args: list[str], lines: int, cwd: Path = ROOT) -> tuple
 
 @pytest.mark.parametrize("lines", [3, 30])
 def test_run_py_into_a_closed_pipe_ends_promptly_and_quietly(lines: int, scripts_dir: Path) -> None:
-    code, stderr, tag = run_into_closed_pipe(["run.py"], lines, scripts_dir)  # the default: lines for 4 s
+    code, stderr, tag = run_into_closed_pipe(["-m", "hardened.run"], lines, scripts_dir)  # the default: lines for 4 s
     assert code == EXIT_OUTPUT_CLOSED
     assert stderr == ""  # no traceback, no BrokenPipeError, no "refused a connection"
     wait_until(lambda: not tagged_processes(tag), 5, "no process of run.py left")
@@ -73,7 +73,9 @@ def test_run_py_into_a_closed_pipe_ends_promptly_and_quietly(lines: int, scripts
 
 def test_a_rider_into_a_closed_pipe_stops_quietly(scripts: Scripts, scripts_dir: Path) -> None:
     producer, endpoint = start_producer(scripts, "--interval", "0", "--quiet")
-    code, stderr, _ = run_into_closed_pipe(["consumer.py", "--connect", endpoint, "--speed", "0"], 5, scripts_dir)
+    code, stderr, _ = run_into_closed_pipe(
+        ["-m", "hardened.consumer", "--connect", endpoint, "--speed", "0"], 5, scripts_dir
+    )
     assert (code, stderr) == (EXIT_OUTPUT_CLOSED, "")
 
 
@@ -89,7 +91,7 @@ def test_an_early_ctrl_c_to_the_whole_group_ends_run_py_cleanly(scripts: Scripts
     A traceback only counts against us if it shows our code past its first statement."""
     after_first_line = 0
     for delay in EARLY:
-        run = scripts("run.py", "--consumers", "4", "--orders", "8", "--speed", "0.2")
+        run = scripts("-m", "hardened.run", "--consumers", "4", "--orders", "8", "--speed", "0.2")
         run.watch(delay)
         run.signal_group(signal.SIGINT)
         code = run.wait(timeout=5)
@@ -108,7 +110,7 @@ def test_an_early_ctrl_c_to_the_whole_group_ends_run_py_cleanly(scripts: Scripts
 # --- silent waits ---
 
 
-RIDER = "python consumer.py --connect"  # as the producer's hint says it
+RIDER = "python -m hardened.consumer --connect"  # as the producer's hint says it
 
 
 def test_silent_waits_are_said_once_and_the_waiting_goes_on(scripts: Scripts, sink: Sink) -> None:
@@ -146,7 +148,7 @@ def test_silent_waits_are_said_once_and_the_waiting_goes_on(scripts: Scripts, si
     # The rider, silent for a while longer meanwhile: still one line. It kept waiting,
     # and delivers once a producer is there.
     assert rider.stdout.count(rider_hint) == 1
-    producer = scripts("producer.py", "--bind", lonely_endpoint, "--orders", "3", "--interval", "0")
+    producer = scripts("-m", "hardened.producer", "--bind", lonely_endpoint, "--orders", "3", "--interval", "0")
     assert len(sink.collect(7)) == 7
     assert producer.wait() == 0
 
@@ -155,7 +157,7 @@ def test_silent_waits_are_said_once_and_the_waiting_goes_on(scripts: Scripts, si
 
 
 def test_binding_beyond_loopback_without_curve_warns_once(scripts: Scripts) -> None:
-    producer = scripts("producer.py", "--bind", "tcp://*:0", "--orders", "1")
+    producer = scripts("-m", "hardened.producer", "--bind", "tcp://*:0", "--orders", "1")
     bound = producer.wait_for_line(r"bound (tcp://\S+)").group(1)
     producer.wait_for_line("is open to other machines", stream="stderr")
     assert producer.stderr == [
@@ -170,7 +172,7 @@ def test_binding_beyond_loopback_with_curve_does_not_warn(scripts: Scripts, tmp_
     _, secret = make_certificates(tmp_path, "platform")
     make_certificates(allowed, "rider")
     producer = scripts(
-        "producer.py", "--bind", "tcp://*:0", "--curve-secret", str(secret), "--curve-allow", str(allowed)
+        "-m", "hardened.producer", "--bind", "tcp://*:0", "--curve-secret", str(secret), "--curve-allow", str(allowed)
     )
     producer.wait_for_line(r"bound tcp://0\.0\.0\.0:")
     producer.kill()
@@ -190,7 +192,7 @@ def test_a_backlogged_rider_takes_two_producers_in_turn(scripts: Scripts, sink: 
     endpoint2 = free_tcp_endpoint()  # p2 starts once p1's backlog is there
     start_consumer(scripts, "rider-1", [endpoint1, endpoint2], sink, "--speed", "1")
     sink.collect(2)
-    scripts("producer.py", "--bind", endpoint2, "--name", "p2", "--seed", "2", "--orders", "16", *common)
+    scripts("-m", "hardened.producer", "--bind", endpoint2, "--name", "p2", "--seed", "2", "--orders", "16", *common)
 
     def p2_and_ten_more() -> list[str] | None:
         order = [r["producer"] for r in sink.collect(0)]
@@ -217,7 +219,7 @@ def test_a_producer_that_closes_one_handshake_refused_nothing(scripts: Scripts, 
     connection, _ = listener.accept()
     listener.close()  # first: the rider's next try is refused outright, as by a producer that stopped
     connection.close()  # mid-handshake: the rider's monitor reports HANDSHAKE_FAILED_NO_DETAIL
-    producer = scripts("producer.py", "--bind", endpoint, "--orders", "2", "--interval", "0")
+    producer = scripts("-m", "hardened.producer", "--bind", endpoint, "--orders", "2", "--interval", "0")
     assert len(sink.collect(2)) == 2  # the rider reconnected and delivers
     assert producer.wait() == 0
     rider.stop()
@@ -232,7 +234,7 @@ def test_a_refused_riders_retries_are_counted_not_printed(scripts: Scripts, tmp_
     make_certificates(allowed, "rider")
     producer, endpoint = start_producer(scripts, "--curve-secret", str(secret), "--curve-allow", str(allowed))
     # Three plain rogues: at least three refusals, however often each one retries.
-    rogues = [scripts("consumer.py", "--name", f"rogue-{n}", "--connect", endpoint) for n in (1, 2, 3)]
+    rogues = [scripts("-m", "hardened.consumer", "--name", f"rogue-{n}", "--connect", endpoint) for n in (1, 2, 3)]
     for rogue in rogues:
         rogue.wait_for_line("refused us", stream="stderr")
     producer.watch(0.5)  # and whatever retries come meanwhile
@@ -269,9 +271,12 @@ def test_one_order_is_singular(scripts: Scripts, sink: Sink) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["producer.py", "--orders", "five"], "argument --orders: expected a whole number >= 0, got 'five'"),
-        (["run.py", "--consumers", "0"], "argument --consumers: expected a whole number >= 1, got '0'"),
-        (["consumer.py", "--speed", "fast"], "argument --speed: expected a finite number >= 0, got 'fast'"),
+        (
+            ["-m", "hardened.producer", "--orders", "five"],
+            "argument --orders: expected a whole number >= 0, got 'five'",
+        ),
+        (["-m", "hardened.run", "--consumers", "0"], "argument --consumers: expected a whole number >= 1, got '0'"),
+        (["-m", "hardened.consumer", "--speed", "fast"], "argument --speed: expected a finite number >= 0, got 'fast'"),
     ],
 )
 def test_option_errors_name_no_function(scripts: Scripts, args: list[str], message: str) -> None:
@@ -281,15 +286,20 @@ def test_option_errors_name_no_function(scripts: Scripts, args: list[str], messa
     assert "_int" not in process.output and "_float" not in process.output
 
 
-@pytest.mark.parametrize("script", ["producer.py", "consumer.py", "run.py", "benchmarks/bench.py"])
+@pytest.mark.parametrize(
+    "script", ["-m hardened.producer", "-m hardened.consumer", "-m hardened.run", "benchmarks/bench.py"]
+)
 def test_a_missing_pyzmq_says_what_to_do(script: str, scripts_dir: Path) -> None:
     # As in a Python without pyzmq: the import fails (a None in sys.modules makes it so).
-    # The script's folder first on sys.path, as `python SCRIPT` puts it.
-    code = (
-        f"import os, runpy, sys; sys.modules['zmq'] = None; sys.argv = [{script!r}]; "
-        f"sys.path.insert(0, os.path.dirname(os.path.abspath({script!r}))); "
-        f"runpy.run_path({script!r}, run_name='__main__')"
-    )
+    # The script's folder first on sys.path, as `python SCRIPT` puts it; for `python -m
+    # MODULE`, the current folder.
+    if script.startswith("-m "):
+        module = script.removeprefix("-m ")
+        run = f"sys.path.insert(0, os.getcwd()); runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    else:
+        folder = f"os.path.dirname(os.path.abspath({script!r}))"
+        run = f"sys.path.insert(0, {folder}); runpy.run_path({script!r}, run_name='__main__')"
+    code = f"import os, runpy, sys; sys.modules['zmq'] = None; sys.argv = [{script!r}]; {run}"
     done = subprocess.run([sys.executable, "-c", code], cwd=scripts_dir, capture_output=True, text=True, timeout=20)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
@@ -298,6 +308,6 @@ def test_a_missing_pyzmq_says_what_to_do(script: str, scripts_dir: Path) -> None
 
 
 def test_a_sink_endpoint_is_checked_too(scripts: Scripts) -> None:
-    rider = scripts("consumer.py", "--connect", LOOPBACK_ANY_PORT.replace(":0", ":9"), "--results", "5559")
+    rider = scripts("-m", "hardened.consumer", "--connect", LOOPBACK_ANY_PORT.replace(":0", ":9"), "--results", "5559")
     assert rider.wait() == 1
     assert rider.stderr == ["rider: cannot connect to 5559: expected tcp://HOST:PORT, such as tcp://127.0.0.1:5559"]

@@ -7,7 +7,7 @@ from itertools import islice
 
 import pytest
 
-from orders import MAX_DELIVERY_S, InvalidOrder, make_orders, parse_order, utc_now
+from hardened.orders import MAX_DELIVERY_S, InvalidOrder, make_orders, parse_order, utc_now
 
 
 def an_order(**changes: object) -> dict:

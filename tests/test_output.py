@@ -25,13 +25,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import cli
-from cli import LINES_PER_S, Pacer
+from hardened.cli import LINES_PER_S, Pacer
 
 import pytest
 from conftest import TAG_VARIABLE, Script, Scripts, wait_until
 from test_liveview import Clock, Screen, Terminal, posix_pty, rider_lines
 from test_scripts import start_consumer, start_producer
+
+from hardened import cli
 
 SVG = "{http://www.w3.org/2000/svg}"
 REPORT_HEADER = "rider      orders  busy s"  # report.report(): f"{'rider':<10}{'orders':>7}{'busy s':>8}"
@@ -323,7 +324,7 @@ class TerminalScript(Script):
 
 @pytest.fixture
 def on_terminal(request: pytest.FixtureRequest) -> Iterator[Callable[..., TerminalScript]]:
-    """Start a script on a 30x100 pseudo-terminal of its own: on_terminal("run.py", ...).
+    """Start a script on a 30x100 pseudo-terminal of its own: on_terminal("-m", "hardened.run", ...).
     Everything it started is killed at the end, and the terminal closed."""
     started: list[TerminalScript] = []
     cwd = Path(request.config.getoption("--scripts-dir"))
@@ -365,7 +366,7 @@ def assert_report(lines: list[str], riders: int, orders: int) -> None:
 
 @posix_pty
 def test_run_py_on_a_terminal_shows_a_live_view_then_the_report(on_terminal) -> None:
-    run = on_terminal("run.py", "--consumers", "4", "--orders", "12", "--speed", "0.05")
+    run = on_terminal("-m", "hardened.run", "--consumers", "4", "--orders", "12", "--speed", "0.05")
     raw = run.read_until_exit(timeout=20)
     assert run.proc.returncode == 0, raw
     # Nothing left. Seen while it ran: the 4 riders at least (they live to the end of the run;
@@ -396,7 +397,7 @@ def test_run_py_on_a_terminal_shows_a_live_view_then_the_report(on_terminal) -> 
 
 @posix_pty
 def test_run_py_quiet_on_a_terminal_draws_no_view(on_terminal) -> None:
-    run = on_terminal("run.py", "--quiet", "--consumers", "4", "--orders", "12", "--speed", "0.05")
+    run = on_terminal("-m", "hardened.run", "--quiet", "--consumers", "4", "--orders", "12", "--speed", "0.05")
     raw = run.read_until_exit(timeout=20)
     assert run.proc.returncode == 0, raw
     run.assert_no_process_left(workers=4)  # the riders at least (see above)
@@ -408,7 +409,7 @@ def test_run_py_into_a_pipe_prints_a_line_per_delivery_and_no_escape(
     scripts: Scripts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TERM", "xterm")  # a terminal type that knows ANSI: the pipe is what decides
-    run = scripts("run.py", "--consumers", "4", "--orders", "12", "--speed", "0.05")
+    run = scripts("-m", "hardened.run", "--consumers", "4", "--orders", "12", "--speed", "0.05")
     assert run.wait(timeout=30) == 0, run.output
     assert "\x1b" not in run.output
     assert re.fullmatch(r"run\.py: p1 bound tcp://127\.0\.0\.1:\d+; starting 4 riders", run.stdout[0]), run.stdout
@@ -422,7 +423,7 @@ def test_run_py_into_a_pipe_prints_a_line_per_delivery_and_no_escape(
 
 
 def test_run_py_quiet_prints_the_report_alone(scripts: Scripts) -> None:
-    run = scripts("run.py", "--quiet", "--consumers", "4", "--orders", "12", "--speed", "0.05")
+    run = scripts("-m", "hardened.run", "--quiet", "--consumers", "4", "--orders", "12", "--speed", "0.05")
     assert run.wait(timeout=30) == 0, run.output
     assert_report(run.stdout, riders=4, orders=12)  # from its first line to its last
     assert not any("delivered p1-" in line or line.startswith("run.py:") for line in run.stdout)
@@ -449,7 +450,8 @@ def test_run_py_stops_promptly_when_its_terminal_goes_away(
     request.addfinalizer(lambda: shutil.rmtree(temporary, ignore_errors=True))
     with open(tmp_path / "stderr.txt", "w") as errors:
         run = on_terminal(
-            "run.py",
+            "-m",
+            "hardened.run",
             # An order every 0.05 s for 20 s, each ride 0.1-1 s: the producer and the riders have
             # long to go when the terminal goes away.
             *("--consumers", "4", "--orders", "400", "--interval", "0.05", "--speed", "1", "--curve"),
@@ -486,7 +488,7 @@ def test_run_py_stops_promptly_when_its_terminal_goes_away(
 
 def test_run_py_timeline_draws_a_bar_per_delivery_that_agrees_with_the_report(scripts: Scripts, tmp_path: Path) -> None:
     svg = tmp_path / "run.svg"
-    run = scripts("run.py", "--timeline", str(svg), "--consumers", "4", "--orders", "12", "--speed", "0.05")
+    run = scripts("-m", "hardened.run", "--timeline", str(svg), "--consumers", "4", "--orders", "12", "--speed", "0.05")
     assert run.wait(timeout=30) == 0, run.output
     assert run.stdout[-1] == f"timeline: {svg}"
     assert "Traceback" not in run.output
@@ -527,7 +529,7 @@ def test_run_py_timeline_draws_a_bar_per_delivery_that_agrees_with_the_report(sc
 
 def test_run_py_timeline_in_a_missing_folder_is_a_usage_error(scripts: Scripts, tmp_path: Path) -> None:
     svg = tmp_path / "nowhere" / "run.svg"
-    run = scripts("run.py", "--timeline", str(svg), "--consumers", "2", "--orders", "4")
+    run = scripts("-m", "hardened.run", "--timeline", str(svg), "--consumers", "2", "--orders", "4")
     assert run.wait(timeout=15) == 2, run.output
     assert run.stdout == []  # nothing started: it failed before the run
     assert run.stderr[0].startswith("usage: run.py")

@@ -133,7 +133,7 @@ def assert_spawned(run: Script) -> None:
 
 @simulation
 def test_run_py_on_windows(scripts: Scripts) -> None:
-    run = scripts("run.py", "--consumers", "4", "--orders", "20", "--speed", "0.05", simulate_windows=True)
+    run = scripts("-m", "hardened.run", "--consumers", "4", "--orders", "20", "--speed", "0.05", simulate_windows=True)
     run.wait_for_workers(5)
     check_even_spread(run, orders=20, consumers=4)
     assert_spawned(run)
@@ -144,7 +144,7 @@ def test_run_py_on_windows(scripts: Scripts) -> None:
 def test_ctrl_c_stops_run_py_on_windows(scripts: Scripts, to_group: bool) -> None:
     """A Windows console's Ctrl-C, mid-run: to run.py alone, or, as the console does, to
     every process attached (its children ignore it; run.py stops them)."""
-    run = scripts("run.py", "--consumers", "4", "--orders", "200", "--speed", "1", simulate_windows=True)
+    run = scripts("-m", "hardened.run", "--consumers", "4", "--orders", "200", "--speed", "1", simulate_windows=True)
     run.wait_for_workers(5)
     run.wait_for_line(r"delivered p1-")
     if to_group:
@@ -158,7 +158,16 @@ def test_ctrl_c_stops_run_py_on_windows(scripts: Scripts, to_group: bool) -> Non
 def test_run_py_crash_consumer_on_windows(scripts: Scripts) -> None:
     """--crash-consumer kills rider-1 with Process.kill(): TerminateProcess on Windows."""
     run = scripts(
-        "run.py", "--crash-consumer", "--consumers", "4", "--orders", "40", "--speed", "0.05", simulate_windows=True
+        "-m",
+        "hardened.run",
+        "--crash-consumer",
+        "--consumers",
+        "4",
+        "--orders",
+        "40",
+        "--speed",
+        "0.05",
+        simulate_windows=True,
     )
     run.wait_for_workers(5)
     check_crash_consumer_report(run)
@@ -185,7 +194,9 @@ def test_producer_and_two_consumers_on_windows(scripts: Scripts, sink: Sink) -> 
 
 def test_run_py_with_spawn_on_this_platform(scripts: Scripts) -> None:
     """--start-method spawn on the real platform (no simulation), as on Windows and macOS."""
-    run = scripts("run.py", "--start-method", "spawn", "--consumers", "4", "--orders", "20", "--speed", "0.05")
+    run = scripts(
+        "-m", "hardened.run", "--start-method", "spawn", "--consumers", "4", "--orders", "20", "--speed", "0.05"
+    )
     run.wait_for_workers(5)
     check_even_spread(run, orders=20, consumers=4)
     assert_spawned(run)
@@ -195,10 +206,12 @@ def test_producer_and_consumer_never_use_multiprocessing(scripts: Scripts) -> No
     """So the start method is nothing to them: they run the same under spawn-only Windows
     as anywhere (test_producer_and_two_consumers_on_windows). Python lists every module
     they import (-X importtime, on stderr); each ends by itself, without a signal."""
-    producer = scripts("-X", "importtime", "producer.py", "--bind", "tcp://127.0.0.1:0", "--orders", "4",
+    producer = scripts("-X", "importtime", "-m", "hardened.producer", "--bind", "tcp://127.0.0.1:0", "--orders", "4",
                        "--interval", "0", "--wait-consumers", "1", "--quiet")  # fmt: skip
     endpoint = producer.wait_for_line(r"bound (tcp://\S+?),").group(1)
-    consumer = scripts("-X", "importtime", "consumer.py", "--connect", endpoint, "--orders", "4", "--speed", "0")
+    consumer = scripts(
+        "-X", "importtime", "-m", "hardened.consumer", "--connect", endpoint, "--orders", "4", "--speed", "0"
+    )
     for script in (producer, consumer):
         assert script.wait() == 0, script.output
         imported = [line.split("|")[-1].strip() for line in script.stderr if line.startswith("import time:")]

@@ -12,7 +12,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orders import InvalidOrder, make_orders, parse_order, utc_now
+from hardened.orders import InvalidOrder, make_orders, parse_order, utc_now
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),

@@ -44,7 +44,7 @@ from conftest import (
     wait_until,
 )
 
-from orders import make_orders, utc_now
+from hardened.orders import make_orders, utc_now
 
 README = ROOT / "README.md"
 MARKER = re.compile(r"<!-- sample: ([a-z0-9-]+) -->")
@@ -52,12 +52,12 @@ MARKER = re.compile(r"<!-- sample: ([a-z0-9-]+) -->")
 # Which test checks each sample, and how: every marked block must be here, and every
 # entry here must be a block (test_every_sample_is_marked_and_checked).
 SAMPLES = {
-    "run-default": "python run.py",
-    "run-two-producers": "python run.py --producers 2 --orders 30",
-    "terminals-producer": "python producer.py --seed 1, then riders 1 and 2, Ctrl-C",
+    "run-default": "python -m hardened.run",
+    "run-two-producers": "python -m hardened.run --producers 2 --orders 30",
+    "terminals-producer": "python -m hardened.producer --seed 1, then riders 1 and 2, Ctrl-C",
     "terminals-rider-1": "the same run: rider-1's terminal",
     "terminals-rider-2": "the same run: rider-2's terminal",
-    "bind-warning": "python producer.py --bind 'tcp://*:5557'",
+    "bind-warning": "python -m hardened.producer --bind 'tcp://*:5557'",
     "rejected": "a rider sent an order without delivery_s, then a message of 2 frames",
     "oversized": "a rider sent a message over 64 KiB",
     "curve-producer": "the CURVE walkthrough: the producer, rider-3 (unknown key), rider-9 (no CURVE), riders 1, 2",
@@ -65,7 +65,7 @@ SAMPLES = {
     "curve-rider-9": "the same run: rider-9's terminal",
     "silent-waits": "a rider with no producer on its port, a producer with no rider",
     "heartbeats": "a rider that vanished, then came back (checked in test_faults: a frozen rider)",
-    "crash": "python run.py --crash-consumer",
+    "crash": "python -m hardened.run --crash-consumer",
     "benchmark": "not run (a minute of timings): its rows' labels are checked against bench.py's code",
 }
 
@@ -198,15 +198,15 @@ def test_the_samples_of_run_py_and_of_lone_scripts(scripts: Scripts, ctx: zmq.Co
     # it, faster; the crash demo with rides of equal length, so that rider-1 has always
     # delivered one order or two when it is killed, as in the README (with rides of
     # random length it may have delivered none, and its row then has no bar).
-    default = scripts("run.py", "--speed", "0.3")
-    two = scripts("run.py", "--producers", "2", "--orders", "30", "--speed", "0.1")
-    crash = scripts("run.py", "--crash-consumer", "--speed", "0.3", "--delivery", "1-1")
-    lonely_rider = scripts("consumer.py", "--name", "rider-1", "--connect", f"tcp://127.0.0.1:{free_port}")
-    lonely_producer = scripts("producer.py", "--bind", LOOPBACK_ANY_PORT)
-    exposed = scripts("producer.py", "--bind", "tcp://*:0")
+    default = scripts("-m", "hardened.run", "--speed", "0.3")
+    two = scripts("-m", "hardened.run", "--producers", "2", "--orders", "30", "--speed", "0.1")
+    crash = scripts("-m", "hardened.run", "--crash-consumer", "--speed", "0.3", "--delivery", "1-1")
+    lonely_rider = scripts("-m", "hardened.consumer", "--name", "rider-1", "--connect", f"tcp://127.0.0.1:{free_port}")
+    lonely_producer = scripts("-m", "hardened.producer", "--bind", LOOPBACK_ANY_PORT)
+    exposed = scripts("-m", "hardened.producer", "--bind", "tcp://*:0")
     push = ctx.socket(zmq.PUSH)
     push.bind(LOOPBACK_ANY_PORT)
-    rider = scripts("consumer.py", "--name", "rider-1", "--connect", push.last_endpoint.decode())
+    rider = scripts("-m", "hardened.consumer", "--name", "rider-1", "--connect", push.last_endpoint.decode())
     bad_messages(rider, push)
     exposed.wait_for_line("warning: ", stream="stderr")
     lonely_rider.wait_for_line("no producer at ")
@@ -237,13 +237,17 @@ def free_port() -> int:
 
 # A rider that starts only when a file appears, having paid for its start-up (Python,
 # pyzmq, the project's modules) before: it joins a running producer within its interval.
+# Started as `-c GATED GATE -m MODULE ARGS...`. The module itself is imported to load
+# what it imports, then forgotten: it runs afresh as __main__, as -m runs it (runpy
+# warns of a module it is to run that was imported already).
 GATED = (
     "import os, runpy, sys, time\n"
-    "import consumer\n"
+    "import hardened.consumer\n"
+    "del sys.modules['hardened.consumer']\n"
     "while not os.path.exists(sys.argv[1]):\n"
     "    time.sleep(0.01)\n"
-    "sys.argv = sys.argv[2:]\n"
-    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    "sys.argv = sys.argv[3:]\n"
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
 )
 
 
@@ -265,7 +269,7 @@ def delivered(*riders: Script) -> int:
 
 
 def terminal_session(scripts: Scripts, tmp_path: Path) -> list[str]:
-    """The README's three terminals: producer.py --seed 1, rider-1, and rider-2 joining
+    """The README's three terminals: hardened.producer --seed 1, rider-1, and rider-2 joining
     after as many orders as in the README; Ctrl-C after the README's last order."""
     producer_lines = sample("terminals-producer")
     joined = next(i for i, line in enumerate(producer_lines) if "consumer connected (2 so far)" in line)
@@ -273,11 +277,11 @@ def terminal_session(scripts: Scripts, tmp_path: Path) -> list[str]:
     # joined after the order on the line before.
     before = order_number(producer_lines[joined - 1])
     last = max(order_number(line) for line in producer_lines if ": sent p1-" in line)
-    producer = scripts("producer.py", "--seed", "1", "--bind", LOOPBACK_ANY_PORT, "--interval", "0.2")
+    producer = scripts("-m", "hardened.producer", "--seed", "1", "--bind", LOOPBACK_ANY_PORT, "--interval", "0.2")
     endpoint = bound_endpoint(producer)
 
     def rider(name: str, *before: str) -> Script:
-        return scripts(*before, "consumer.py", "--name", name, "--connect", endpoint, "--speed", "0.05")
+        return scripts(*before, "-m", "hardened.consumer", "--name", name, "--connect", endpoint, "--speed", "0.05")
 
     rider_1 = rider("rider-1")
     tmp_path.mkdir(parents=True)
@@ -311,11 +315,11 @@ def curve_session(scripts: Scripts, tmp_path: Path) -> list[str]:
             (allowed / Path(public).name).write_bytes(Path(public).read_bytes())
     secret, platform_key = str(keys / "platform.key_secret"), keys / "platform.key"
     curve = ["--curve-secret", secret, "--curve-allow", str(allowed)]
-    producer = scripts("producer.py", *curve, "--bind", LOOPBACK_ANY_PORT, "--interval", "0.1")
+    producer = scripts("-m", "hardened.producer", *curve, "--bind", LOOPBACK_ANY_PORT, "--interval", "0.1")
     endpoint = bound_endpoint(producer)
 
     def rider(name: str, *curve: str) -> Script:
-        return scripts("consumer.py", "--name", name, "--connect", endpoint, "--speed", "0.05", *curve)
+        return scripts("-m", "hardened.consumer", "--name", name, "--connect", endpoint, "--speed", "0.05", *curve)
 
     def curve_rider(name: str) -> Script:
         return rider(name, "--curve-secret", str(keys / f"{name}.key_secret"), "--curve-server", str(platform_key))

@@ -48,13 +48,13 @@ def check_interrupted(run: Script, orders: int, workers: int) -> None:
 
 
 def test_ten_riders_get_an_even_share_and_every_order_once(scripts) -> None:
-    run = scripts("run.py", "--orders", "53", "--speed", "0.05")
+    run = scripts("-m", "hardened.run", "--orders", "53", "--speed", "0.05")
     run.wait_for_workers(11)  # 10 riders and the producer
     check_even_spread(run, orders=53, consumers=10)
 
 
 def test_two_producers_are_fair_queued_and_spread_evenly(scripts) -> None:
-    run = scripts("run.py", "--producers", "2", "--consumers", "4", "--orders", "21", "--speed", "0.05")
+    run = scripts("-m", "hardened.run", "--producers", "2", "--consumers", "4", "--orders", "21", "--speed", "0.05")
     run.wait_for_workers(6)
     assert run.wait(timeout=30) == 0, run.output
     rows = report_rows(run)
@@ -70,7 +70,7 @@ def test_two_producers_are_fair_queued_and_spread_evenly(scripts) -> None:
 @posix_signals
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_run_py_and_every_child(scripts, signum: int) -> None:
-    run = scripts("run.py", "--orders", "200", "--speed", "1")
+    run = scripts("-m", "hardened.run", "--orders", "200", "--speed", "1")
     run.wait_for_workers(11)
     run.wait_for_line(r"delivered p1-")  # mid-run
     run.signal(signum)
@@ -85,6 +85,6 @@ def test_run_py_works_when_the_default_port_is_taken(scripts) -> None:
             holding.enter_context(socket.create_server(("127.0.0.1", 5557)))
         with pytest.raises(OSError):
             socket.create_server(("127.0.0.1", 5557)).close()  # it is taken
-        run = scripts("run.py", "--consumers", "2", "--orders", "4", "--speed", "0")
+        run = scripts("-m", "hardened.run", "--consumers", "2", "--orders", "4", "--speed", "0")
         assert run.wait(timeout=30) == 0, run.output
     assert "delivered exactly once: yes" in run.stdout

@@ -16,11 +16,11 @@ import pytest
 import zmq
 from conftest import LOOPBACK_ANY_PORT, Script, Scripts, Sink, bound_endpoint, posix_signals, wait_until
 
-from orders import make_orders, utc_now
+from hardened.orders import make_orders, utc_now
 
 
 def start_producer(scripts: Scripts, *args: str, **kwargs: Any) -> tuple[Script, str]:
-    producer = scripts("producer.py", "--bind", LOOPBACK_ANY_PORT, "--seed", "1", *args, **kwargs)
+    producer = scripts("-m", "hardened.producer", "--bind", LOOPBACK_ANY_PORT, "--seed", "1", *args, **kwargs)
     return producer, bound_endpoint(producer)
 
 
@@ -29,7 +29,7 @@ def start_consumer(
 ) -> Script:
     connects = [arg for endpoint in endpoints for arg in ("--connect", endpoint)]
     results = ["--results", sink.endpoint] if sink else []
-    return scripts("consumer.py", "--name", name, "--speed", "0", *connects, *results, *args, **kwargs)
+    return scripts("-m", "hardened.consumer", "--name", name, "--speed", "0", *connects, *results, *args, **kwargs)
 
 
 def test_every_order_is_delivered_exactly_once_and_spread_evenly(scripts, sink: Sink) -> None:
@@ -165,7 +165,7 @@ def test_ctrl_c_stops_the_producer_at_once(scripts, phase: str) -> None:
 
 def test_a_port_in_use_is_one_clear_line_and_a_failure(scripts) -> None:
     first, endpoint = start_producer(scripts)
-    second = scripts("producer.py", "--bind", endpoint)
+    second = scripts("-m", "hardened.producer", "--bind", endpoint)
     assert second.wait() == 1
     assert second.stderr == [f"p1: cannot bind {endpoint}: Address already in use"]
     if sys.platform != "win32":  # and Ctrl-C stops the first one cleanly (POSIX signals)
@@ -178,38 +178,38 @@ def test_a_port_in_use_is_one_clear_line_and_a_failure(scripts) -> None:
     [
         # ZeroMQ itself says only "Invalid argument": the scripts say what form they want.
         (
-            "producer.py",
+            "hardened.producer",
             ["--bind", "nonsense"],
             "p1: cannot bind nonsense: expected tcp://HOST:PORT, such as tcp://127.0.0.1:5557",
         ),
         (
-            "producer.py",
+            "hardened.producer",
             ["--bind", "5558"],
             "p1: cannot bind 5558: expected tcp://HOST:PORT, such as tcp://127.0.0.1:5558",
         ),
         (
-            "consumer.py",
+            "hardened.consumer",
             ["--connect", "localhost:5557"],
             "rider: cannot connect to localhost:5557: expected tcp://HOST:PORT, such as tcp://localhost:5557",
         ),
         (
-            "consumer.py",
+            "hardened.consumer",
             ["--connect", "tcp://"],
             "rider: cannot connect to tcp://: Invalid argument (expected tcp://HOST:PORT, such as tcp://127.0.0.1:5557)",
         ),
         (
-            "consumer.py",
+            "hardened.consumer",
             ["--connect", "tcp://127.0.0.1:\u00b2"],  # a digit to str.isdigit(), not to int()
             "rider: cannot connect to tcp://127.0.0.1:\u00b2: Invalid argument "
             "(expected tcp://HOST:PORT, such as tcp://127.0.0.1:5557)",
         ),
         (
-            "consumer.py",
+            "hardened.consumer",
             ["--connect", "tcp://127.0.0.1:99999"],
             "rider: cannot connect to tcp://127.0.0.1:99999: port 99999 is out of range (0-65535)",
         ),
         (
-            "producer.py",
+            "hardened.producer",
             ["--bind", "tcp://no-such-host:5557"],  # libzmq binds to interface names, not host names
             f"p1: cannot bind tcp://no-such-host:5557: {zmq.strerror(errno.ENODEV)} "
             "(not an address of this machine: bind 127.0.0.1, or 0.0.0.0 for every interface)",
@@ -217,7 +217,7 @@ def test_a_port_in_use_is_one_clear_line_and_a_failure(scripts) -> None:
     ],
 )
 def test_a_malformed_endpoint_is_one_clear_line_and_a_failure(scripts, script, args, message) -> None:
-    process = scripts(script, *args)
+    process = scripts("-m", script, *args)
     assert process.wait() == 1
     assert process.stderr == [message]
 
@@ -225,12 +225,12 @@ def test_a_malformed_endpoint_is_one_clear_line_and_a_failure(scripts, script, a
 @pytest.mark.parametrize(
     "args",
     [
-        ["producer.py", "--orders", "-1"],
-        ["producer.py", "--interval", "nan"],
-        ["producer.py", "--delivery", "2-1"],
-        ["consumer.py", "--speed", "-1"],
-        ["run.py", "--consumers", "0"],
-        ["run.py", "--orders", "many"],
+        ["-m", "hardened.producer", "--orders", "-1"],
+        ["-m", "hardened.producer", "--interval", "nan"],
+        ["-m", "hardened.producer", "--delivery", "2-1"],
+        ["-m", "hardened.consumer", "--speed", "-1"],
+        ["-m", "hardened.run", "--consumers", "0"],
+        ["-m", "hardened.run", "--orders", "many"],
     ],
 )
 def test_bad_option_values_get_a_usage_error(scripts, args: list[str]) -> None:
@@ -263,5 +263,5 @@ def test_a_consumer_with_an_order_limit_stops_by_itself(scripts, sink: Sink) -> 
     assert producer.wait() == 0
     for rider in riders:
         assert rider.wait() == 0  # no signal needed: its shift ends after 5 orders
-        assert rider.stdout[-1] == f"{rider.args[2]}: done, delivered 5 orders"  # consumer.py --name NAME
+        assert rider.stdout[-1] == f"{rider.args[3]}: done, delivered 5 orders"  # -m hardened.consumer --name NAME
     assert len(sink.collect(10)) == 10

@@ -17,7 +17,7 @@ from conftest import Sink, make_certificates, wait_until
 from test_run import report_rows
 from test_scripts import start_consumer, start_producer
 
-from orders import CUSTOMERS
+from hardened.orders import CUSTOMERS
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ def test_curve_encrypts_what_goes_over_the_wire(scripts, keys, sink: Sink, relay
 
 
 def test_run_py_curve_keeps_the_even_spread(scripts) -> None:
-    run = scripts("run.py", "--curve", "--consumers", "5", "--orders", "23", "--speed", "0.05")
+    run = scripts("-m", "hardened.run", "--curve", "--consumers", "5", "--orders", "23", "--speed", "0.05")
     assert run.wait(timeout=30) == 0, run.output
     keydir = run.wait_for_line(r"CURVE on, fresh keys in (\S+)").group(1)
     counts = [orders for orders, *_ in report_rows(run).values()]
@@ -188,7 +188,7 @@ def test_unusable_curve_files_are_one_clear_line_and_a_failure(scripts, keys, tm
         (["--curve-secret", keys["producer.public"], "--curve-allow", keys["allowed"]], "holds no secret key"),
     ]
     for args, message in cases:
-        producer = scripts("producer.py", "--bind", "tcp://127.0.0.1:0", *args)
+        producer = scripts("-m", "hardened.producer", "--bind", "tcp://127.0.0.1:0", *args)
         assert producer.wait(timeout=5) == 1  # no hang, even with the authenticator involved
         assert len(producer.stderr) == 1 and message in producer.stderr[0], producer.output
 

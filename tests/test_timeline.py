@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from timeline import write_timeline
+from hardened.timeline import write_timeline
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = datetime(2026, 12, 2, 14, 20, 1, 123456, tzinfo=timezone.utc)

@@ -7,11 +7,11 @@ A delivery is simulated by sleeping for the order's `delivery_s` times `--speed`
 
 Run it (Ctrl-C stops it, and says how many orders it delivered):
 
-    python consumer.py --name rider-1
-    python consumer.py --name rider-2 --connect tcp://127.0.0.1:5557 --connect tcp://127.0.0.1:5558
-    python consumer.py --name rider-1 --curve-secret keys/rider-1.key_secret --curve-server keys/platform.key
+    python -m hardened.consumer --name rider-1
+    python -m hardened.consumer --name rider-2 --connect tcp://127.0.0.1:5557 --connect tcp://127.0.0.1:5558
+    python -m hardened.consumer --name rider-1 --curve-secret keys/rider-1.key_secret --curve-server keys/platform.key
 
-    $ python consumer.py --name rider-1
+    $ python -m hardened.consumer --name rider-1
     rider-1: connecting to tcp://127.0.0.1:5557
     rider-1 delivered p1-000001 from p1 (Pizza Roma -> 12 Elm St) in 0.58 s
     rider-1 delivered p1-000003 from p1 (Taco Loco -> 31 Pine Rd) in 0.93 s
@@ -23,7 +23,7 @@ stderr, and the rider carries on with the next one.
 
 from __future__ import annotations
 
-import stopping
+from hardened import stopping
 
 if __name__ == "__main__":
     stopping.catch_signals()  # first of all: from here on, Ctrl-C ends this script cleanly
@@ -32,15 +32,32 @@ import argparse
 import json
 import time
 
-from cli import Pacer, SetupError, connect, error, fail, non_negative_float, non_negative_int, numeric, plural, say
+from hardened.cli import (
+    Pacer,
+    SetupError,
+    connect,
+    error,
+    fail,
+    non_negative_float,
+    non_negative_int,
+    numeric,
+    plural,
+    say,
+)
 
 import zmq
 
-from curve import add_curve_options, curve_client, curve_option
-from heartbeats import DEFAULT_HEARTBEATS, Heartbeats, add_heartbeat_options, heartbeat_option, read_without_limit
-from monitoring import ProducerLinks
-from orders import MAX_ORDER_BYTES, InvalidOrder, completion_record, delivered_line, parse_order, utc_now
-from stopping import POLL_MS, StopFlag
+from hardened.curve import add_curve_options, curve_client, curve_option
+from hardened.heartbeats import (
+    DEFAULT_HEARTBEATS,
+    Heartbeats,
+    add_heartbeat_options,
+    heartbeat_option,
+    read_without_limit,
+)
+from hardened.monitoring import ProducerLinks
+from hardened.orders import MAX_ORDER_BYTES, InvalidOrder, completion_record, delivered_line, parse_order, utc_now
+from hardened.stopping import POLL_MS, StopFlag
 
 DEFAULT_CONNECT = "tcp://127.0.0.1:5557"
 SINK_PATIENCE_S = 2.0  # how long a completion record waits for a sink that takes none

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 
-from cli import say
+from hardened.cli import say
 
 BAR_WIDTH = 30  # characters in the busiest rider's bar in the report
 SHOWN_IDS = 20  # order ids listed by name in a line about missing or duplicated orders

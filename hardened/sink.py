@@ -14,13 +14,13 @@ import argparse
 import time
 from multiprocessing.process import BaseProcess
 
-from cli import error
+from hardened.cli import error
 
 import zmq
 
-from liveview import View
-from report import Ledger, Results, parse_record
-from stopping import POLL_MS, StopFlag
+from hardened.liveview import View
+from hardened.report import Ledger, Results, parse_record
+from hardened.stopping import POLL_MS, StopFlag
 
 RECORDS_PER_BATCH = 1000  # completion records taken between two looks at the children
 STARTING_S = 3.0  # how long riders may take to start, connect and deliver a first order

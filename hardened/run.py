@@ -5,10 +5,10 @@ producer.py and consumer.py, and binds a results sink (PULL) that every rider PU
 completion record to: the fan-in half of the pipeline. When every order is accounted
 for it stops the riders and prints who delivered what.
 
-    python run.py                                # 1 producer, 10 riders, 50 orders
-    python run.py --producers 2 --orders 30      # fair queueing across producers
-    python run.py --speed 0 --orders 10000       # no simulated delivery time
-    python run.py --timeline run.svg             # and a picture of who delivered what, when
+    python -m hardened.run                            # 1 producer, 10 riders, 50 orders
+    python -m hardened.run --producers 2 --orders 30  # fair queueing across producers
+    python -m hardened.run --speed 0 --orders 10000   # no simulated delivery time
+    python -m hardened.run --timeline run.svg         # and a picture of who delivered what, when
 
 On a terminal a live view shows a bar per rider while it runs; elsewhere (a pipe, a
 file) a line per delivery, or a summary a second in a flood.
@@ -23,7 +23,7 @@ Sample report (README has a whole run):
 
 from __future__ import annotations
 
-import stopping
+from hardened import stopping
 
 # First of all, here and in every child (a spawned child runs this file as
 # __mp_main__): from now on a Ctrl-C sets a flag, never raises KeyboardInterrupt.
@@ -40,21 +40,19 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-import cli
-from cli import SetupError, bind, error, fail, non_negative_float, plural, positive_int, say
+from hardened.cli import SetupError, bind, error, fail, non_negative_float, plural, positive_int, say
 
 import zmq
 
-import consumer
-import producer
-from curve import make_keys
-from heartbeats import read_without_limit
-from liveview import PlainView, TerminalView, View, ansi_terminal
-from orders import add_delivery_option
-from report import Ledger, Results, report
-from sink import collect
-from stopping import POLL_MS, StopFlag, child_stop, join_or_kill, shielded_children
-from timeline import write_timeline
+from hardened import cli, consumer, producer
+from hardened.curve import make_keys
+from hardened.heartbeats import read_without_limit
+from hardened.liveview import PlainView, TerminalView, View, ansi_terminal
+from hardened.orders import add_delivery_option
+from hardened.report import Ledger, Results, report
+from hardened.sink import collect
+from hardened.stopping import POLL_MS, StopFlag, child_stop, join_or_kill, shielded_children
+from hardened.timeline import write_timeline
 
 LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"  # port 0: the OS picks a free one
 JOIN_TIMEOUT_S = 1.5  # how long a stopped child may take before it is killed
@@ -64,9 +62,14 @@ JOIN_TIMEOUT_S = 1.5  # how long a stopped child may take before it is killed
 # threads into every child, and contexts are not fork-safe. spawn starts a fresh
 # interpreter per child: 0.48-0.66 s here until 10 children are connected, and
 # run.py's overhead 0.68-0.85 s. The fork server imports zmq and our modules once, then
-# forks each child: 0.22-0.26 s, and run.py's overhead 0.25-0.33 s (benchmarks/startup.py).
+# forks each child: 0.22-0.26 s, and run.py's overhead 0.21-0.23 s (benchmarks/startup.py).
+# The preload: our modules that this one imports (these four import the rest). Not "__main__": run with
+# python -m, the fork server preloads nothing by that name (only a script's path), and each
+# child runs this module again by name as __mp_main__ (its catch_signals), which costs
+# nothing once what it imports is there. Nor "hardened.run": runpy then warns, in every
+# child, that the module it is to run was imported already.
 START_METHODS = [method for method in ("forkserver", "spawn") if method in multiprocessing.get_all_start_methods()]
-FORKSERVER_PRELOAD = ["__main__", "producer", "consumer"]
+FORKSERVER_PRELOAD = ["hardened.producer", "hardened.consumer", "hardened.sink", "hardened.timeline"]
 
 
 def run(args: argparse.Namespace, ledger: Ledger, view: View | None, stop: StopFlag) -> Results:

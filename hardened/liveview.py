@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from cli import Pacer, error, say
+from hardened.cli import Pacer, error, say
 
 FRAME_S = 0.1  # at most 10 frames a second: more only costs CPU
 HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"

@@ -27,7 +27,7 @@ except ModuleNotFoundError:  # the usual first stumble: not in the virtualenv
         "or pip install -r requirements.txt"
     )
 
-import stopping
+from hardened import stopping
 
 
 class SetupError(Exception):
@@ -118,7 +118,7 @@ def say(line: str) -> None:
     """Print one line with a single write, so that lines from many processes sharing
     a terminal never interleave mid-line (print() writes the newline separately).
 
-    When nobody reads our output any more (`python run.py | head -3`, or quitting
+    When nobody reads our output any more (`python -m hardened.run | head -3`, or quitting
     `less`), the script stops, quietly: as after Ctrl-C, but with EXIT_OUTPUT_CLOSED."""
     if MUTED:
         return

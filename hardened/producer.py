@@ -6,12 +6,12 @@ are JSON objects, one frame each.
 
 Run it (Ctrl-C stops it):
 
-    python producer.py                          # an order every 0.5 s, until stopped
-    python producer.py --orders 20 --wait-consumers 2 --name p1
-    python producer.py --bind tcp://127.0.0.1:5558 --name p2
-    python producer.py --curve-secret keys/platform.key_secret --curve-allow allowed  # README, Security
+    python -m hardened.producer  # an order every 0.5 s, until stopped
+    python -m hardened.producer --orders 20 --wait-consumers 2 --name p1
+    python -m hardened.producer --bind tcp://127.0.0.1:5558 --name p2
+    python -m hardened.producer --curve-secret keys/platform.key_secret --curve-allow allowed  # README, Security
 
-    $ python producer.py --orders 3 --wait-consumers 2
+    $ python -m hardened.producer --orders 3 --wait-consumers 2
     p1: bound tcp://127.0.0.1:5557, waiting for 2 consumers
     p1: consumer connected (1 so far)
     p1: consumer connected (2 so far)
@@ -23,7 +23,7 @@ Run it (Ctrl-C stops it):
 
 from __future__ import annotations
 
-import stopping
+from hardened import stopping
 
 if __name__ == "__main__":
     stopping.catch_signals()  # first of all: from here on, Ctrl-C ends this script cleanly
@@ -33,15 +33,15 @@ import json
 from collections.abc import Callable
 from itertools import islice
 
-from cli import Pacer, SetupError, bind, fail, non_negative_float, non_negative_int, plural, say
+from hardened.cli import Pacer, SetupError, bind, fail, non_negative_float, non_negative_int, plural, say
 
 import zmq
 
-from curve import add_curve_options, curve_option, curve_server, warn_if_exposed
-from heartbeats import DEFAULT_HEARTBEATS, Heartbeats, add_heartbeat_options, heartbeat_option
-from monitoring import ConsumerWatch
-from orders import add_delivery_option, make_orders, sent_line, utc_now
-from stopping import POLL_MS, StopFlag
+from hardened.curve import add_curve_options, curve_option, curve_server, warn_if_exposed
+from hardened.heartbeats import DEFAULT_HEARTBEATS, Heartbeats, add_heartbeat_options, heartbeat_option
+from hardened.monitoring import ConsumerWatch
+from hardened.orders import add_delivery_option, make_orders, sent_line, utc_now
+from hardened.stopping import POLL_MS, StopFlag
 
 # Loopback by default: orders carry customers' names and addresses, so the producer
 # is reachable from other machines only when you say so (see README, "Across machines").

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 # Ctrl-C prompt and costs nothing measurable.
 POLL_MS = 100
 
-# The exit status when stdout was closed under us (`python run.py | head`): what a shell
+# The exit status when stdout was closed under us (`python -m hardened.run | head`): what a shell
 # reports for a program that a closed pipe ended (128 + SIGPIPE).
 EXIT_OUTPUT_CLOSED = 141
 

@@ -19,13 +19,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
-from cli import error, plural, say
+from hardened.cli import error, plural, say
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from orders import MAX_ORDER_BYTES
-from stopping import POLL_MS, StopFlag
+from hardened.orders import MAX_ORDER_BYTES
+from hardened.stopping import POLL_MS, StopFlag
 
 SILENT_S = 3.0  # how long a script waits for a peer in silence before it says so, once
 REFUSALS_EVERY_S = 10.0  # how often a producer sums up the refusals it did not print
@@ -169,7 +169,7 @@ class ConsumerWatch:
             endpoint = self.endpoint.replace("//0.0.0.0:", f"//{socket.gethostname()}:")
             say(
                 f"{self.name}: {have} after {SILENT_S:g} s; ZeroMQ keeps waiting; "
-                f"riders connect with: python consumer.py --connect {endpoint}"
+                f"riders connect with: python -m hardened.consumer --connect {endpoint}"
             )
 
     def close(self) -> None:

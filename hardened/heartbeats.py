@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from cli import non_negative_float
+from hardened.cli import non_negative_float
 
 import zmq
 

@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from cli import SetupError, error, is_loopback
+from hardened.cli import SetupError, error, is_loopback
 
 import zmq
 import zmq.auth
