@@ -12,6 +12,8 @@ line, and the rider goes on. Ctrl-C stops it:
     ^Crider-1: stopped, delivered 1 order
 """
 
+from __future__ import annotations
+
 import argparse
 import io
 import json

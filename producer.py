@@ -4,13 +4,14 @@
     python producer.py --orders 20 --wait-consumers 2   # wait for 2 riders, send 20 orders
 
 It binds a PUSH socket; riders (consumer.py) connect, and PUSH hands each order to
-exactly one of them, taking them in turn. You see a line per rider and per order:
+exactly one of them, in turn. A line per rider and per order:
 
     p1: bound tcp://127.0.0.1:5557, waiting for 2 consumers
     p1: consumer connected (1 so far)
-    p1: consumer connected (2 so far)
     p1: sent p1-000001 Sushi Go -> 27 Elm St (0.59 s)
 """
+
+from __future__ import annotations
 
 import argparse
 import json

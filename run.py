@@ -14,6 +14,8 @@ the orders, measured:
     delivered exactly once: yes
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import multiprocessing

@@ -64,6 +64,8 @@ def on_endpoint(call: Callable[[str], object], endpoint: str, verb: str) -> None
             hint = f" ({expected_form(endpoint)})"
         elif exc.errno == errno.ENODEV and "[" in endpoint:
             hint = " (IPv6: these sockets use IPv4 only)"
+        elif exc.errno == zmq.EADDRINUSE and re.fullmatch("[0-9]+", port):
+            hint = f" (another program has that port: pick another, such as {endpoint[: -len(port)]}{int(port) + 1})"
         elif exc.errno in (errno.ENODEV, zmq.Errno.EADDRNOTAVAIL):  # libzmq's values: not WSA's on Windows
             hint = " (not an address of this machine: bind 127.0.0.1, or 0.0.0.0 for every interface)"
         raise SetupError(f"cannot {verb} {endpoint}: {text}{hint}") from None

@@ -170,7 +170,7 @@ def rider_names(args: argparse.Namespace) -> list[str]:
 
 def producer_options(args: argparse.Namespace, index: int, curve: tuple[str, str] | None) -> dict:
     """Producer number `index`'s arguments to produce()."""
-    name, seed = f"p{index}", args.seed + index
+    name, seed = f"p{index}", args.seed + index - 1  # p1 makes the orders producer.py makes with --seed
     # wait_consumers: every rider connected before the first order, so no slow joiners.
     options = {"orders": args.orders, "interval": args.interval, "delivery": args.delivery, "curve": curve}
     return options | {"name": name, "seed": seed, "wait_consumers": args.consumers}
@@ -195,7 +195,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--orders", type=positive_int, default=50, help="orders per producer (default %(default)s)")
     parser.add_argument("--speed", type=non_negative_float, default=1.0, help="multiplies delivery times; 0 = no sleep")
     parser.add_argument("--seed", type=int, default=1, help="seed for the orders (default %(default)s)")
-    add_delivery_option(parser, default=(0.1, 1.0))
+    add_delivery_option(parser, default=(0.2, 1.0))  # as producer.py's, so that a seed means the same orders
     parser.add_argument("--interval", type=non_negative_float, default=0.0, help="seconds between orders (default 0)")
     crash = "kill rider-1 outright a quarter of the way through, to show what a crash loses"
     parser.add_argument("--crash-consumer", action="store_true", help=crash)

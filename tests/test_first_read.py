@@ -12,9 +12,12 @@ import ast
 import contextlib
 import json
 import re
+import shutil
 import signal
+import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import zmq
@@ -24,6 +27,7 @@ from hypothesis import strategies as st
 
 import consumer
 import producer
+from hardened import run as hardened_run
 from hardened.orders import make_orders, parse_order
 
 FIRST_READ = ("producer.py", "consumer.py", "run.py")
@@ -243,6 +247,27 @@ def test_the_same_seed_makes_the_same_orders_in_both_reads(seed: int | None) -> 
         return
     first = list(producer.make_orders("p1", seed, 200))
     assert first == [next(it) for it in [make_orders("p1", seed, (0.2, 1.0))] for _ in range(200)]
+
+
+def test_hardened_run_py_makes_the_orders_producer_py_makes_with_the_same_seed(scripts: Scripts) -> None:
+    """--seed 5 means the same orders in both reads: p1's seed is --seed itself, and the
+    delivery range is producer.py's."""
+    run = scripts("-m", "hardened.run", "--seed", "5", "--orders", "8", "--consumers", "1", "--speed", "0")
+    assert run.wait(timeout=30) == 0, run.tail()
+    shown = dict(re.findall(r"delivered (p1-\d{6}) from p1 \((.+)\) in", run.output))
+    made = {order["order_id"]: order["restaurant"] for order in producer.make_orders("p1", 5, 8)}
+    assert shown == made
+    assert hardened_run.parse_args([]).delivery == (0.2, 1.0)
+
+
+def test_the_package_says_in_one_line_that_it_needs_python_3_10() -> None:
+    older = sorted(Path("~/.pyenv/versions").expanduser().glob("3.[6-9].*/bin/python3.[6-9]"))
+    older += [Path(p) for name in ("python3.9", "python3.8") if (p := shutil.which(name)) and "shims" not in p]
+    if not older:
+        pytest.skip("no Python older than 3.10 on this machine (pyenv's or on PATH)")
+    done = subprocess.run([older[-1], "-m", "hardened.run"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert re.fullmatch(r"This project needs Python 3\.10 or newer; this is Python 3\.[6-9]\.\d+\.\n", done.stderr)
 
 
 def test_a_first_read_order_is_valid_for_both_riders_and_the_record_matches() -> None:

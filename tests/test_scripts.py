@@ -167,7 +167,11 @@ def test_a_port_in_use_is_one_clear_line_and_a_failure(scripts) -> None:
     first, endpoint = start_producer(scripts)
     second = scripts("-m", "hardened.producer", "--bind", endpoint)
     assert second.wait() == 1
-    assert second.stderr == [f"p1: cannot bind {endpoint}: Address already in use"]
+    port = int(endpoint.rpartition(":")[2])
+    assert second.stderr == [
+        f"p1: cannot bind {endpoint}: Address already in use "
+        f"(another program has that port: pick another, such as tcp://127.0.0.1:{port + 1})"
+    ]
     if sys.platform != "win32":  # and Ctrl-C stops the first one cleanly (POSIX signals)
         first.signal(signal.SIGINT)
         assert first.wait() == 0
