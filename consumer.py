@@ -145,9 +145,7 @@ def main() -> int:
     try:
         consume(args.connect or ["tcp://127.0.0.1:5557"], args.name, args.speed, args.results)
     except zmq.ZMQError as exc:
-        sys.exit(
-            f"{args.name}: cannot connect: {zmq.strerror(exc.errno or 0)} (an endpoint looks like tcp://127.0.0.1:5557)"
-        )
+        sys.exit(f"{args.name}: cannot connect: {zmq.strerror(exc.errno or 0)} (expected tcp://HOST:PORT)")
     return 0
 
 

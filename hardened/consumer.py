@@ -1,5 +1,11 @@
 """The consumer: a rider's app, pulling delivery orders and delivering them.
 
+The first read's consumer.py, hardened. Same consume(), same steps; what it adds, and
+why: Ctrl-C as a flag, so a stop mid-ride says which order was not delivered; a line
+when a producer is lost, refuses us, or comes back (PULL says nothing of its peers);
+heartbeats, so a producer gone silent is noticed and redialled in 1.5 s; CURVE; a
+summary a second instead of a line per order in a flood; --orders to stop by itself.
+
 It connects a ZeroMQ PULL socket to one or more producers. PULL fair-queues: while it is
 connected to two producers that both have orders waiting, it takes them in turn, so a
 busy producer can't starve another (README, "Two producers, one rider": when that holds).

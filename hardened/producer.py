@@ -1,5 +1,13 @@
 """The producer: the platform's server, pushing confirmed delivery orders to riders.
 
+The first read's producer.py, hardened. Same produce(), same steps; what it adds, and
+why: Ctrl-C as a flag that every wait checks, from the first line to the last (a
+KeyboardInterrupt lands wherever the code is: during start-up or close it prints a
+traceback, and ends close() before its linger is out); a line for every
+consumer that connects, leaves or is refused, and a hint when none comes (PUSH says
+nothing of its peers); heartbeats (a rider that lost signal is dropped in 1.5 s, not
+TCP's minutes); CURVE; a summary a second instead of a line per order in a flood.
+
 It binds a ZeroMQ PUSH socket. Every rider's app (consumer.py) connects a PULL socket
 to it, and PUSH hands each order to exactly one connected rider, round robin. Orders
 are JSON objects, one frame each.

@@ -1,5 +1,11 @@
 """The whole pipeline on one machine: producers, riders, and a results sink.
 
+The first read's run.py, hardened. What it adds, and why: several producers (fair
+queueing on each rider); a live view; --timeline; --crash-consumer (what a crash
+loses); the fork server where there is one (a third of spawn's start-up); children
+that stop when run.py closes a pipe, not by a signal, so that each rider reports its
+last delivery and none outlives run.py, on every platform.
+
 run.py starts P producers and C consumers (riders) as processes, running the code of
 producer.py and consumer.py, and binds a results sink (PULL) that every rider PUSHes a
 completion record to: the fan-in half of the pipeline. When every order is accounted
