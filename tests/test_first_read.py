@@ -24,6 +24,7 @@ import zmq
 from conftest import LOOPBACK_ANY_PORT, ROOT, Script, Scripts, Sink, bound_endpoint, posix_signals, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_scripts import start_producer as start_hardened_producer
 
 import consumer
 import producer
@@ -218,20 +219,7 @@ def test_a_first_read_producer_feeds_hardened_riders(scripts: Scripts, sink: Sin
 
 
 def test_a_hardened_producer_feeds_first_read_riders(scripts: Scripts, sink: Sink) -> None:
-    hardened = scripts(
-        "-m",
-        "hardened.producer",
-        "--bind",
-        LOOPBACK_ANY_PORT,
-        "--orders",
-        "20",
-        "--interval",
-        "0",
-        "--wait-consumers",
-        "2",
-        "--quiet",
-    )
-    endpoint = bound_endpoint(hardened)
+    hardened, endpoint = start_hardened_producer(scripts, "--orders", "20", "--interval", "0", "--wait-consumers", "2")
     riders = [start_consumer(scripts, f"rider-{n}", [endpoint], sink) for n in (1, 2)]
     assert hardened.wait() == 0
     records = sink.collect(20)
