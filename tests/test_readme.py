@@ -1,7 +1,9 @@
-"""README.md's sample outputs, checked against real runs, so that the README cannot drift.
+"""The sample outputs of README.md and docs/*.md, checked against real runs, so that the
+documentation cannot drift; and every link in them to a local file or heading resolves.
 
-Every ```text block in README.md has a marker on the line before its fence, invisible on
-GitHub: <!-- sample: ID -->. For each ID a test here runs what the README says produces it,
+Every ```text block in README.md and in docs/*.md has a marker on the line before its fence, invisible on
+GitHub: <!-- sample: ID -->, each ID once across all the files. For each ID a test here
+runs what the page says produces it,
 only faster (--speed, --interval, port 0 instead of 5557; the same seeds, so the same
 orders), and compares by shape:
 
@@ -47,11 +49,16 @@ from conftest import (
 from hardened.orders import make_orders, utc_now
 
 README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 MARKER = re.compile(r"<!-- sample: ([a-z0-9-]+) -->")
 
 # Which test checks each sample, and how: every marked block must be here, and every
 # entry here must be a block (test_every_sample_is_marked_and_checked).
 SAMPLES = {
+    "first-run": "python run.py (the first read)",
+    "first-terminals-producer": "python producer.py --seed 1, then consumer.py rider-1 and rider-2, Ctrl-C",
+    "first-terminals-rider-1": "the same run: rider-1's terminal",
+    "first-terminals-rider-2": "the same run: rider-2's terminal",
     "run-default": "python -m hardened.run",
     "run-two-producers": "python -m hardened.run --producers 2 --orders 30",
     "terminals-producer": "python -m hardened.producer --seed 1, then riders 1 and 2, Ctrl-C",
@@ -100,20 +107,22 @@ def same(readme: str, real: str) -> bool:
     return readme == real or any(readme.replace(a, b) == real for a, b in forms if a in readme)
 
 
-def samples() -> tuple[dict[str, list[str]], list[int]]:
-    """The marked ```text blocks of README.md by id, and the line numbers of unmarked ones."""
-    lines = README.read_text(encoding="utf-8").splitlines()
+def samples() -> tuple[dict[str, list[str]], list[str]]:
+    """The marked ```text blocks of README.md and docs/*.md by id, and where the unmarked
+    ones are (file:line)."""
     marked: dict[str, list[str]] = {}
     unmarked = []
-    for number, line in enumerate(lines):
-        if line.strip() != "```text":
-            continue
-        body = lines[number + 1 : lines.index("```", number + 1)]
-        if number and (marker := MARKER.fullmatch(lines[number - 1].strip())):
-            assert marker.group(1) not in marked, f"two samples marked {marker.group(1)!r}"
-            marked[marker.group(1)] = body
-        else:
-            unmarked.append(number + 1)
+    for page in PAGES:
+        lines = page.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            if line.strip() != "```text":
+                continue
+            body = lines[number + 1 : lines.index("```", number + 1)]
+            if number and (marker := MARKER.fullmatch(lines[number - 1].strip())):
+                assert marker.group(1) not in marked, f"two samples marked {marker.group(1)!r} ({page.name})"
+                marked[marker.group(1)] = body
+            else:
+                unmarked.append(f"{page.relative_to(ROOT)}:{number + 1}")
     return marked, unmarked
 
 
@@ -163,8 +172,8 @@ def check(*results: list[str]) -> None:
 
 def test_every_sample_is_marked_and_checked() -> None:
     marked, unmarked = samples()
-    assert not unmarked, f"README.md lines {unmarked}: a ```text block without <!-- sample: ID --> before it"
-    assert sorted(marked) == sorted(SAMPLES), "a sample in README.md that no test checks, or a check without a sample"
+    assert not unmarked, f"{unmarked}: a ```text block without <!-- sample: ID --> before it"
+    assert sorted(marked) == sorted(SAMPLES), "a sample in the docs that no test checks, or a check without a sample"
     for sample_id, lines in marked.items():
         assert any(line.strip() not in ("", "...") for line in lines), f"{sample_id}: an empty sample"
 
@@ -175,6 +184,53 @@ def test_shape_keeps_the_words_and_drops_the_numbers() -> None:
     assert shape("lost with rider-1 (2): p1-000031 p1-000041") == shape("lost with rider-1 (1): p1-000012")
     assert shape("p1: sent 1 order") != shape("p1: sent 2 orders")
     assert shape("rider-1 delivered p1-000001 (Sushi Go)") != shape("rider-1 delivered p1-000001 (Taco Loco)")
+
+
+# --- the links between the pages ---
+
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces made -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def outside_code(page: Path) -> list[str]:
+    """A page's lines, without those in fenced code blocks."""
+    lines, fenced = [], False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            lines.append(line)
+    return lines
+
+
+def anchors(page: Path) -> set[str]:
+    seen: dict[str, int] = {}
+    for line in outside_code(page):
+        if heading := re.fullmatch(r"#{1,6} (.+)", line):
+            anchor = slug(heading.group(1))
+            seen[anchor] = seen.get(anchor, -1) + 1  # the second of a name gets -1, as on GitHub
+    return {f"{anchor}-{n}" if n else anchor for anchor, count in seen.items() for n in range(count + 1)}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
+def test_every_local_link_resolves(page: Path) -> None:
+    """Every markdown link (and image) to a local file or a heading leads somewhere."""
+    broken = []
+    links = [target for line in outside_code(page) for target in LINK.findall(line)]
+    for target in links:
+        if re.match(r"[a-z]+:", target):  # https:, mailto:: not ours to check
+            continue
+        path, _, anchor = target.partition("#")
+        where = (page.parent / path).resolve() if path else page
+        if not where.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and where.suffix == ".md" and anchor not in anchors(where):
+            broken.append(f"{target}: no heading #{anchor} in {where.name}")
+    assert not broken, f"{page.name}: {broken}"
 
 
 # --- the samples that need no signal: run.py, and what a rider or a producer says alone ---
@@ -198,6 +254,7 @@ def test_the_samples_of_run_py_and_of_lone_scripts(scripts: Scripts, ctx: zmq.Co
     # it, faster; the crash demo with rides of equal length, so that rider-1 has always
     # delivered one order or two when it is killed, as in the README (with rides of
     # random length it may have delivered none, and its row then has no bar).
+    first = scripts("run.py", "--speed", "0.3")
     default = scripts("-m", "hardened.run", "--speed", "0.3")
     two = scripts("-m", "hardened.run", "--producers", "2", "--orders", "30", "--speed", "0.1")
     crash = scripts("-m", "hardened.run", "--crash-consumer", "--speed", "0.3", "--delivery", "1-1")
@@ -211,9 +268,10 @@ def test_the_samples_of_run_py_and_of_lone_scripts(scripts: Scripts, ctx: zmq.Co
     exposed.wait_for_line("warning: ", stream="stderr")
     lonely_rider.wait_for_line("no producer at ")
     lonely_producer.wait_for_line("no consumer after ")
-    for run in (default, two, crash):
+    for run in (first, default, two, crash):
         assert run.wait(timeout=30) == 0, run.output
     check(
+        mismatches("first-run", first),
         mismatches("run-default", default),
         mismatches("run-two-producers", two),
         mismatches("crash", crash),
@@ -251,6 +309,17 @@ GATED = (
 )
 
 
+# The same for the first read's consumer.py, a script: `-c GATED_SCRIPT GATE consumer.py ARGS...`.
+GATED_SCRIPT = (
+    "import os, runpy, sys, time\n"
+    "import argparse, json, zmq\n"
+    "while not os.path.exists(sys.argv[1]):\n"
+    "    time.sleep(0.01)\n"
+    "sys.argv = sys.argv[2:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
 def order_number(line: str) -> int:
     match = re.search(r"p1-(\d+)", line)
     assert match, f"no order id in the README's line {line!r}"
@@ -269,7 +338,7 @@ def delivered(*riders: Script) -> int:
 
 
 def terminal_session(scripts: Scripts, tmp_path: Path) -> list[str]:
-    """The README's three terminals: hardened.producer --seed 1, rider-1, and rider-2 joining
+    """docs/hardened.md's three terminals: hardened.producer --seed 1, rider-1, and rider-2 joining
     after as many orders as in the README; Ctrl-C after the README's last order."""
     producer_lines = sample("terminals-producer")
     joined = next(i for i, line in enumerate(producer_lines) if "consumer connected (2 so far)" in line)
@@ -293,6 +362,8 @@ def terminal_session(scripts: Scripts, tmp_path: Path) -> list[str]:
     ctrl_c(producer)
     sent = len([line for line in producer.stdout if ": sent p1-" in line])
     wait_until(lambda: delivered(rider_1, rider_2) == sent, what=f"the riders to deliver all {sent} orders")
+    for each in (rider_1, rider_2):  # the heartbeats tell them that the producer is gone
+        each.wait_for_line("lost producer ")
     ctrl_c(rider_1, rider_2)
     return [
         *mismatches("terminals-producer", producer),
@@ -301,8 +372,41 @@ def terminal_session(scripts: Scripts, tmp_path: Path) -> list[str]:
     ]
 
 
+def first_terminal_session(scripts: Scripts, tmp_path: Path) -> list[str]:
+    """The README's three terminals with the first read: producer.py --seed 1, consumer.py
+    rider-1, and rider-2 joining later; Ctrl-C. producer.py says who connected only after
+    its next send, so the line before "connected (2 so far)" is one order late: rider-2
+    joins after the order before that one, and the next order still goes to rider-1."""
+    producer_lines = sample("first-terminals-producer")
+    joined = next(i for i, line in enumerate(producer_lines) if "consumer connected (2 so far)" in line)
+    before = order_number(producer_lines[joined - 1]) - 1
+    last = max(order_number(line) for line in producer_lines if ": sent p1-" in line)
+    producer = scripts("producer.py", "--seed", "1", "--bind", LOOPBACK_ANY_PORT, "--interval", "0.4")
+    endpoint = bound_endpoint(producer)
+
+    def rider(name: str, *before: str) -> Script:
+        return scripts(*before, "consumer.py", "--name", name, "--connect", endpoint, "--speed", "0.05")
+
+    rider_1 = rider("rider-1")
+    tmp_path.mkdir(parents=True)
+    gate = tmp_path / "rider-2 may start"
+    rider_2 = rider("rider-2", "-c", GATED_SCRIPT, str(gate))
+    producer.wait_for_line(f"sent p1-{before:06d}")
+    gate.touch()
+    producer.wait_for_line(f"sent p1-{last:06d}")
+    ctrl_c(producer)
+    sent = len([line for line in producer.stdout if ": sent p1-" in line])
+    wait_until(lambda: delivered(rider_1, rider_2) == sent, what=f"the riders to deliver all {sent} orders")
+    ctrl_c(rider_1, rider_2)
+    return [
+        *mismatches("first-terminals-producer", producer),
+        *mismatches("first-terminals-rider-1", rider_1),
+        *mismatches("first-terminals-rider-2", rider_2),
+    ]
+
+
 def curve_session(scripts: Scripts, tmp_path: Path) -> list[str]:
-    """The README's CURVE walkthrough: keys made as it says, the producer, rider-3 whose
+    """docs/security.md's CURVE walkthrough: keys made as it says, the producer, rider-3 whose
     key the platform does not know, rider-9 without CURVE, then rider-1 and rider-2;
     Ctrl-C. In the README rider-3 knocks again every 2 s and the producer counts those
     refusals; here three rider-3s knock once each, which the producer counts the same way."""
@@ -343,7 +447,7 @@ def curve_session(scripts: Scripts, tmp_path: Path) -> list[str]:
 
 @posix_signals
 def test_the_samples_of_terminal_sessions(scripts: Scripts, tmp_path: Path) -> None:
-    sessions: list[Callable[[Scripts, Path], list[str]]] = [terminal_session, curve_session]
+    sessions: list[Callable[[Scripts, Path], list[str]]] = [terminal_session, first_terminal_session, curve_session]
     with ThreadPoolExecutor(len(sessions)) as pool:  # side by side: each mostly waits
         results = [pool.submit(session, scripts, tmp_path / session.__name__) for session in sessions]
         check(*(result.result() for result in results))
