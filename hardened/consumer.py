@@ -53,7 +53,7 @@ from hardened.cli import (
 
 import zmq
 
-from hardened.curve import add_curve_options, curve_client, curve_option
+from hardened.curve import ClientKeys, add_curve_options, curve_client, curve_option
 from hardened.heartbeats import (
     DEFAULT_HEARTBEATS,
     Heartbeats,
@@ -76,13 +76,14 @@ def consume(
     speed: float = 1.0,
     stop: StopFlag | None = None,
     quiet: bool = False,
-    curve: tuple[str, str] | None = None,
+    curve: ClientKeys | None = None,
     orders: int = 0,
     heartbeats: Heartbeats = DEFAULT_HEARTBEATS,
 ) -> int:
     """Pull and deliver orders until stopped, or until `orders` are delivered (0: no
     limit); return how many were delivered. results: where to PUSH a completion record
-    per delivery. curve: (our NAME.key_secret file, the producer's public NAME.key file)."""
+    per delivery. curve: our key pair and the producer's public key, from files
+    (ClientKeys.from_files) or made in memory (run.py --curve)."""
     stop = stop or StopFlag()
     endpoints = [numeric(endpoint) for endpoint in endpoints or [DEFAULT_CONNECT]]
     # One context per process, made here, after any fork or spawn.
@@ -102,7 +103,7 @@ def consume(
     lines = None if quiet else Pacer(name, "delivered")  # a line per order, or a summary a second
     try:
         if curve:
-            curve_client(pull, *curve)
+            curve_client(pull, curve)
         # One PULL socket, many connects: ZeroMQ fair-queues between the producers.
         for endpoint in endpoints:
             connect(pull, endpoint)
@@ -215,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = stopping.catch_signals()  # set by Ctrl-C and SIGTERM; every wait in consume() looks at it
     beats = heartbeat_option(args)
     try:
-        consume(args.connect, args.name, args.results, args.speed, stop, args.quiet, args.curve, args.orders, beats)
+        curve = ClientKeys.from_files(*args.curve) if args.curve else None
+        consume(args.connect, args.name, args.results, args.speed, stop, args.quiet, curve, args.orders, beats)
     except SetupError as exc:
         return fail(f"{args.name}: {exc}")
     return 0

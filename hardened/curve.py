@@ -4,9 +4,16 @@ Plain TCP lets anyone who reaches the producer's port take orders and read them 
 wire. This is the ZeroMQ guide's "Ironhouse" model, as in pyzmq's
 examples/security/ironhouse.py: the producer has a key pair and accepts only riders
 whose public key it holds; every rider has a key pair and checks that it talks to the
-real producer. Keys are certificate files made by zmq.auth.create_certificates: NAME.key
-holds the public key, NAME.key_secret both keys. Each setup call must run before
-bind() or connect().
+real producer.
+
+Keys live in memory, as ServerKeys (the producer's) and ClientKeys (a rider's), and
+one code path puts them on a socket: curve_server() and curve_client(). Where they
+come from is the caller's business. The standalone producer and consumer read them
+from certificate files made by zmq.auth.create_certificates (NAME.key holds the public
+key, NAME.key_secret both keys): ServerKeys.from_files(), ClientKeys.from_files().
+run.py --curve makes fresh ones in memory (make_keys()) and hands them to its children
+as process arguments: no secret key ever touches the disk, so none is left behind when
+run.py is killed. Each setup call must run before bind() or connect().
 """
 
 from __future__ import annotations
@@ -14,12 +21,64 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass, field
 
 from hardened.cli import SetupError, error, is_loopback
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+
+
+@dataclass(frozen=True)
+class ServerKeys:
+    """The producer's key pair, and the public keys (Z85, 40 bytes) of the riders it
+    accepts. `origin` names where they came from, for an error message."""
+
+    public: bytes
+    secret: bytes = field(repr=False)  # never in a log line or a traceback
+    allowed: frozenset[bytes]
+    origin: str
+
+    @classmethod
+    def from_files(cls, secret_file: str, allow_dir: str) -> ServerKeys:
+        """--curve-secret NAME.key_secret and --curve-allow DIR (every NAME.key in it).
+        The directory is read now: restart the producer after adding a rider's key."""
+        public, secret = load_secret_keys(secret_file)
+        if os.path.exists(allow_dir) and not os.path.isdir(allow_dir):
+            raise SetupError(f"--curve-allow {allow_dir} is a file, expected a directory of NAME.key files")
+        # pyzmq's own directory reading only logs a key file it cannot read, and then
+        # refuses everyone: read them here, to say so and stop.
+        try:
+            allowed = frozenset(zmq.auth.load_certificates(allow_dir))
+        except (OSError, ValueError) as exc:
+            raise SetupError(f"--curve-allow {allow_dir}: {exc}") from None
+        if not allowed:
+            raise SetupError(f"--curve-allow {allow_dir} holds no public key (NAME.key): no rider could connect")
+        return cls(public, secret, allowed, origin=secret_file)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """The authenticator's question for each rider's handshake (its credentials
+        provider): is this public key (Z85) one we accept?"""
+        return key in self.allowed
+
+
+@dataclass(frozen=True)
+class ClientKeys:
+    """A rider's key pair, and the producer's public key, which proves that the rider
+    talks to the real producer."""
+
+    public: bytes
+    secret: bytes = field(repr=False)
+    server: bytes
+    origin: str
+
+    @classmethod
+    def from_files(cls, secret_file: str, server_public_file: str) -> ClientKeys:
+        """--curve-secret NAME.key_secret and --curve-server NAME.key (the producer's)."""
+        public, secret = load_secret_keys(secret_file)
+        server = load_keys(server_public_file, "NAME.key")[0]
+        return cls(public, secret, server, origin=f"{secret_file} or {server_public_file}")
 
 
 def add_curve_options(parser: argparse.ArgumentParser, secret_help: str, peer: str, metavar: str, help: str) -> None:
@@ -29,7 +88,8 @@ def add_curve_options(parser: argparse.ArgumentParser, secret_help: str, peer: s
 
 
 def curve_option(parser: argparse.ArgumentParser, args: argparse.Namespace, peer: str) -> tuple[str, str] | None:
-    """The `curve` argument of produce() or consume(): (--curve-secret, `peer`), or None."""
+    """The key files: (--curve-secret, `peer`), or None. ServerKeys.from_files() or
+    ClientKeys.from_files() reads them."""
     pair = (args.curve_secret, getattr(args, peer.lstrip("-").replace("-", "_")))
     if any(pair) and not all(pair):
         parser.error(f"--curve-secret and {peer} go together")
@@ -45,19 +105,26 @@ def warn_if_exposed(name: str, bound: str, encrypted: bool) -> None:
         )
 
 
-def load_keys(path: str, need_secret: bool = False) -> tuple[bytes, bytes | None]:
-    """(public key, secret key) from a certificate file."""
+def load_secret_keys(path: str) -> tuple[bytes, bytes]:
+    """(public key, secret key) from a NAME.key_secret file."""
+    public, secret = load_keys(path, "NAME.key_secret")
+    if not secret:
+        raise SetupError(f"{path} holds no secret key: pass the NAME.key_secret file")
+    warn_if_readable(path)
+    return public, secret
+
+
+def load_keys(path: str, expected: str) -> tuple[bytes, bytes | None]:
+    """(public key, secret key or None) from a certificate file; `expected` names the
+    kind of file, for a directory given instead."""
+    if os.path.isdir(path):
+        raise SetupError(f"cannot read the key file {path}: is a directory, expected a {expected} file")
     if not os.path.isfile(path):
         raise SetupError(f"cannot read the key file {path}: no such file")
     try:
-        public, secret = zmq.auth.load_certificate(path)
+        return zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:
         raise SetupError(f"cannot read the key file {path}: {exc}") from None
-    if need_secret and not secret:
-        raise SetupError(f"{path} holds no secret key: pass the NAME.key_secret file")
-    if secret:
-        warn_if_readable(path)
-    return public, secret
 
 
 def warn_if_readable(path: str) -> None:
@@ -72,40 +139,28 @@ def warn_if_readable(path: str) -> None:
         error(f"warning: {path} is readable by other users (mode {mode:04o}); chmod 600 {path}")
 
 
-def curve_server(ctx: zmq.Context, push: zmq.Socket, secret_file: str, allow_dir: str) -> ThreadAuthenticator:
+def curve_server(ctx: zmq.Context, push: zmq.Socket, keys: ServerKeys) -> ThreadAuthenticator:
     """The producer's side: encrypt every connection, and accept only consumers whose
-    public key file (NAME.key) is in allow_dir. Stop the authenticator before ctx.term()."""
-    public, secret = load_keys(secret_file, need_secret=True)
-    # pyzmq's authenticator only logs a key file it cannot read, and then refuses
-    # everyone: read them here first, to say so and stop.
-    try:
-        allowed = zmq.auth.load_certificates(allow_dir)
-    except (OSError, ValueError) as exc:
-        raise SetupError(f"--curve-allow {allow_dir}: {exc}") from None
-    if not allowed:
-        raise SetupError(f"--curve-allow {allow_dir} holds no public key (NAME.key): no rider could connect")
+    public key is in keys.allowed. Stop the authenticator before ctx.term()."""
     set_keys(
         push,
-        f"{secret_file}: not a usable CURVE key",
-        curve_secretkey=secret,
-        curve_publickey=public,
+        f"{keys.origin}: not a usable CURVE key",
+        curve_secretkey=keys.secret,
+        curve_publickey=keys.public,
         curve_server=True,
     )
-    # The authenticator answers libzmq's ZAP requests from a thread of this process.
-    # It reads allow_dir now: restart the producer after adding a rider's key.
+    # The authenticator answers libzmq's ZAP requests from a thread of this process,
+    # asking keys.callback() about each rider's public key: no file involved.
     auth = ThreadAuthenticator(ctx)
     auth.start()
-    auth.configure_curve(domain="*", location=allow_dir)
+    auth.configure_curve_callback(domain="*", credentials_provider=keys)
     return auth
 
 
-def curve_client(pull: zmq.Socket, secret_file: str, server_public_file: str) -> None:
-    """A rider's side: our own key pair, and the producer's public key, which proves we
-    talk to the real producer."""
-    public, secret = load_keys(secret_file, need_secret=True)
-    server_public = load_keys(server_public_file)[0]
-    unusable = f"not a usable CURVE key in {secret_file} or {server_public_file}"
-    set_keys(pull, unusable, curve_publickey=public, curve_secretkey=secret, curve_serverkey=server_public)
+def curve_client(pull: zmq.Socket, keys: ClientKeys) -> None:
+    """A rider's side: our own key pair, and the producer's public key."""
+    unusable = f"not a usable CURVE key in {keys.origin}"
+    set_keys(pull, unusable, curve_publickey=keys.public, curve_secretkey=keys.secret, curve_serverkey=keys.server)
 
 
 def set_keys(sock: zmq.Socket, unusable: str, **options: bytes | bool | None) -> None:
@@ -117,19 +172,17 @@ def set_keys(sock: zmq.Socket, unusable: str, **options: bytes | bool | None) ->
         raise SetupError(f"{unusable} ({exc.strerror})") from None
 
 
-def make_keys(directory: str, riders: list[str]) -> dict[str, tuple[str, str]]:
-    """run.py --curve: fresh certificates, as a person would make them. Returns each
-    process's `curve` argument: for the producers (which share the platform's key pair)
-    the secret file and the directory of authorised riders' public keys; for each rider
-    its secret file and the platform's public key."""
-    allowed = os.path.join(directory, "allowed")
-    os.mkdir(allowed)
-    platform_public, platform_secret = zmq.auth.create_certificates(directory, "platform")
-    os.chmod(platform_secret, 0o600)  # secret: ours alone (see warn_if_readable)
-    keys = {"producer": (platform_secret, allowed)}
-    for name in riders:
-        public, secret = zmq.auth.create_certificates(directory, name)
-        os.chmod(secret, 0o600)
-        os.replace(public, os.path.join(allowed, os.path.basename(public)))
-        keys[name] = (secret, platform_public)
-    return keys
+def make_keys(riders: list[str]) -> tuple[ServerKeys, dict[str, ClientKeys]]:
+    """run.py --curve: fresh key pairs, in memory (zmq.curve_keypair()), never on disk.
+    Returns the producers' `curve` argument (they share the platform's key pair, and
+    accept exactly these riders) and each rider's (its key pair and the platform's
+    public key)."""
+    platform_public, platform_secret = zmq.curve_keypair()
+    pairs = {name: zmq.curve_keypair() for name in riders}
+    allowed = frozenset(public for public, _ in pairs.values())
+    server = ServerKeys(platform_public, platform_secret, allowed, origin="run.py's platform key")
+    clients = {
+        name: ClientKeys(public, secret, platform_public, origin=f"run.py's keys for {name}")
+        for name, (public, secret) in pairs.items()
+    }
+    return server, clients

@@ -45,7 +45,7 @@ from hardened.cli import Pacer, SetupError, bind, fail, non_negative_float, non_
 
 import zmq
 
-from hardened.curve import add_curve_options, curve_option, curve_server, warn_if_exposed
+from hardened.curve import ServerKeys, add_curve_options, curve_option, curve_server, warn_if_exposed
 from hardened.heartbeats import DEFAULT_HEARTBEATS, Heartbeats, add_heartbeat_options, heartbeat_option
 from hardened.monitoring import ConsumerWatch
 from hardened.orders import add_delivery_option, make_orders, sent_line, utc_now
@@ -73,11 +73,12 @@ def produce(
     stop: StopFlag | None = None,
     quiet: bool = False,
     on_bound: Callable[[str], None] | None = None,
-    curve: tuple[str, str] | None = None,
+    curve: ServerKeys | None = None,
     heartbeats: Heartbeats = DEFAULT_HEARTBEATS,
 ) -> int:
     """Bind, send `orders` orders (0: until stopped) and return how many were sent.
-    curve: (secret key file, directory of allowed consumers' public keys)."""
+    curve: our key pair and the consumers we accept, from files (ServerKeys.from_files) or
+    made in memory (run.py --curve)."""
     stop = stop or StopFlag()
     # One context per process, made here, after any fork or spawn: contexts and
     # sockets must never cross a process boundary.
@@ -91,7 +92,7 @@ def produce(
     sent = 0
     lines = Pacer(name, "sent")  # a line per order, or a summary a second in a flood
     try:
-        auth = curve_server(ctx, push, *curve) if curve else None
+        auth = curve_server(ctx, push, curve) if curve else None
         bound = bind(push, endpoint)
         watch.bound(bound)
         if on_bound:
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             args.delivery,
             stop=stopping.catch_signals(),  # set by Ctrl-C and SIGTERM; every wait in produce() looks at it
             quiet=args.quiet,
-            curve=args.curve,
+            curve=ServerKeys.from_files(*args.curve) if args.curve else None,
             heartbeats=heartbeat_option(args),
         )
     except SetupError as exc:

@@ -39,7 +39,6 @@ if __name__ in ("__main__", "__mp_main__"):
 import argparse
 import multiprocessing
 import sys
-import tempfile
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -51,7 +50,7 @@ from hardened.cli import SetupError, bind, error, fail, non_negative_float, plur
 import zmq
 
 from hardened import cli, consumer, producer
-from hardened.curve import make_keys
+from hardened.curve import ServerKeys, make_keys
 from hardened.heartbeats import read_without_limit
 from hardened.liveview import PlainView, TerminalView, View, ansi_terminal
 from hardened.orders import add_delivery_option
@@ -89,14 +88,15 @@ def run(args: argparse.Namespace, ledger: Ledger, view: View | None, stop: StopF
     children_stop, stop_children = mp.Pipe(duplex=False)
     producers: list[BaseProcess] = []
     riders: list[BaseProcess] = []
-    keydir = tempfile.TemporaryDirectory(prefix="pipeline-keys-")  # --curve's certificates, removed at exit
     try:
-        keys = make_keys(keydir.name, rider_names(args)) if args.curve else {}
-        if keys and view:
-            view.note(f"run.py: CURVE on, fresh keys in {keydir.name} (removed at exit)")
+        # --curve: fresh keys in memory, passed to the children as process arguments
+        # (pickled down a pipe, even by spawn): no file to leave behind if run.py is killed.
+        server_keys, rider_keys = make_keys(rider_names(args)) if args.curve else (None, {})
+        if server_keys and view:
+            view.note("run.py: CURVE on, fresh keys in memory (never on disk)")
         results_endpoint = bind(sink, LOOPBACK_ANY_PORT)
         # Producers first: each binds a free port, and the riders need to know which.
-        endpoints = start_producers(mp, children_stop, args, keys.get("producer"), producers, stop)
+        endpoints = start_producers(mp, children_stop, args, server_keys, producers, stop)
         if stop.is_set():
             return Results(ledger)
         if view:
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace, ledger: Ledger, view: View | None, stop: StopF
             view.note(f"run.py: {bound}; starting {plural(args.consumers, 'rider')}")
         for name in rider_names(args):
             options = {"endpoints": endpoints, "name": name, "results": results_endpoint, "speed": args.speed}
-            options["curve"] = keys.get(name)
+            options["curve"] = rider_keys.get(name)
             riders.append(mp.Process(target=consumer_process, args=(children_stop, options), name=name))
         with shielded_children():
             for process in riders:
@@ -117,7 +117,6 @@ def run(args: argparse.Namespace, ledger: Ledger, view: View | None, stop: StopF
         join_or_kill(producers + riders, JOIN_TIMEOUT_S, "run.py")
         sink.close(linger=0)
         ctx.term()
-        keydir.cleanup()
 
 
 # --- the children: thin wrappers that run producer.py's and consumer.py's code ---
@@ -151,7 +150,7 @@ def start_producers(
     mp: Any,  # multiprocessing.get_context(...): typeshed's BaseContext has no Process
     children_stop: Connection,
     args: argparse.Namespace,
-    curve: tuple[str, str] | None,
+    curve: ServerKeys | None,
     producers: list[BaseProcess],
     stop: StopFlag,
 ) -> list[str]:
@@ -174,7 +173,7 @@ def rider_names(args: argparse.Namespace) -> list[str]:
     return [f"rider-{index}" for index in range(1, args.consumers + 1)]
 
 
-def producer_options(args: argparse.Namespace, index: int, curve: tuple[str, str] | None) -> dict:
+def producer_options(args: argparse.Namespace, index: int, curve: ServerKeys | None) -> dict:
     """Producer number `index`'s arguments to produce()."""
     name, seed = f"p{index}", args.seed + index - 1  # p1 makes the orders producer.py makes with --seed
     # wait_consumers: every rider connected before the first order, so no slow joiners.

@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
+import psutil
 import pytest
 from conftest import Sink, make_certificates, wait_until
 from test_run import report_rows
@@ -140,11 +143,93 @@ def test_curve_encrypts_what_goes_over_the_wire(scripts, keys, sink: Sink, relay
 def test_run_py_curve_keeps_the_even_spread(scripts) -> None:
     run = scripts("-m", "hardened.run", "--curve", "--consumers", "5", "--orders", "23", "--speed", "0.05")
     assert run.wait(timeout=30) == 0, run.output
-    keydir = run.wait_for_line(r"CURVE on, fresh keys in (\S+)").group(1)
+    run.wait_for_line(r"CURVE on, fresh keys in memory")
     counts = [orders for orders, *_ in report_rows(run).values()]
     assert sum(counts) == 23 and max(counts) - min(counts) <= 1
     assert "delivered exactly once: yes" in run.stdout
-    assert not Path(keydir).exists()  # the certificates are gone with the run
+
+
+def files_in(folder: Path) -> list[str]:
+    """Everything in folder, as paths relative to it, but the one thing Python's
+    multiprocessing leaves where a fork server ran: a folder pymp-XXXX holding the fork
+    server's socket, listener-XXXX (a socket: no content, no key), which a killed
+    run.py cannot remove."""
+
+    def fork_servers(path: Path) -> bool:
+        socket_ = path.parent.name.startswith("pymp-") and path.name.startswith("listener-") and path.is_socket()
+        return socket_ or (path.name.startswith("pymp-") and all(map(fork_servers, path.iterdir())))
+
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if not fork_servers(path))
+
+
+def open_paths(process: psutil.Process) -> list[str]:
+    """The files a process has open (sockets and pipes aside), or none if it is gone."""
+    try:
+        return [file.path for file in process.open_files()]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--curve"], ["--curve", "--start-method", "spawn"]],
+    ids=["plain", "curve", "curve-spawn"],
+)
+def test_run_py_killed_outright_leaves_no_key_and_no_folder(
+    scripts,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sink: Sink,
+    options: list[str],
+) -> None:
+    """run.py --curve keeps its keys in memory: killed (SIGKILL, TerminateProcess: no
+    clean-up), it leaves no secret key behind, nor a folder; without --curve it makes
+    none either. Its temporary folder is one of the test's own, empty, that it and its
+    children must leave as it was, during the run and after."""
+    # A short path: the fork server's socket goes there, and a Unix socket's path has a
+    # limit of about 100 bytes (tmp_path can be longer, as on macOS). Windows has no fork server.
+    temporary = Path(tempfile.mkdtemp(prefix="keys-test-", dir=None if sys.platform == "win32" else "/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(temporary, ignore_errors=True))
+    for variable in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.setenv(variable, str(temporary))
+    orders = ("--orders", "300", "--interval", "0.05")  # 15 s of orders: the producer is there
+    run = scripts("-m", "hardened.run", "--consumers", "3", *orders, "--speed", "0.2", *options)
+    endpoint = run.wait_for_line(r"p1 bound (tcp://\S+?);", timeout=20).group(1)
+    run.wait_for_line(r"rider-\d delivered p1-", timeout=20)
+    during = files_in(temporary)
+    open_files = [path for process in run.processes() for path in open_paths(process)]
+    if "--curve" in options:
+        # CURVE is on (so what goes over the wire is encrypted): a rider with keys of its
+        # own, or with no CURVE at all, is refused. (The platform's public key stays in
+        # run.py's memory: "not authorised" is test_only_authorised_riders_receive_orders'.)
+        public, secret = make_certificates(tmp_path, "rogue")
+        rogue = start_consumer(scripts, "rogue", [endpoint], sink, "--curve-secret", secret, "--curve-server", public)
+        plain = start_consumer(scripts, "plain", [endpoint], sink)
+        rogue.wait_for_line("refused us: handshake failed", stream="stderr")
+        plain.wait_for_line("refused us: (security mismatch|closed during the handshake)", stream="stderr")
+    run.kill()
+    run.wait()
+    wait_until(lambda: not [p for p in run.processes() if p.pid != run.pid], what="run.py's children to stop")
+    assert during == [], f"run.py made {during} in its temporary folder"
+    assert files_in(temporary) == [], "run.py left files behind"
+    assert [path for path in open_files if ".key" in path or path.startswith(str(temporary))] == []
+    if "spawn" in options or sys.platform == "win32":
+        assert list(temporary.iterdir()) == []  # no fork server: nothing at all
+
+
+def test_a_directory_given_as_a_key_file_says_so(scripts, keys, tmp_path: Path) -> None:
+    folder = tmp_path / "somedir"
+    folder.mkdir()
+    producer = scripts("-m", "hardened.producer", "--curve-secret", str(folder), "--curve-allow", keys["allowed"])
+    rider = scripts("-m", "hardened.consumer", "--curve-secret", keys["rider-1"], "--curve-server", str(folder))
+    cases = [
+        (producer, f"p1: cannot read the key file {folder}: is a directory, expected a NAME.key_secret file"),
+        (rider, f"rider: cannot read the key file {folder}: is a directory, expected a NAME.key file"),
+    ]
+    for script, message in cases:
+        assert script.wait(timeout=5) == 1
+        assert script.stderr == [message], script.output
 
 
 @pytest.mark.parametrize("curve", [False, True], ids=["plain", "curve"])
