@@ -91,19 +91,38 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
-def numeric(endpoint: str) -> str:
-    """tcp://HOST:PORT with the host name looked up once, here. libzmq reports the first
-    connection's monitor events under the name as given but, after a reconnect, under
-    the address it resolved to; a rider must see one producer as one endpoint."""
+def host_name(endpoint: str) -> str | None:
+    """The HOST of tcp://HOST:PORT if it is a name (platform, not 10.0.0.5), else None."""
     match = re.fullmatch(r"tcp://([^:\[\]]+):(\d+)", endpoint)
     if not match or re.fullmatch(r"[\d.]+|\*", match.group(1)):
-        return endpoint  # already numeric, or not TCP: leave it to libzmq
+        return None  # an address, or not TCP
+    return match.group(1)
+
+
+def addresses(host: str) -> set[str]:
+    """The IPv4 addresses `host` resolves to now (none if it does not): a ZeroMQ socket
+    does not use IPv6 unless told to (zmq.IPV6)."""
     try:
-        # IPv4: a ZeroMQ socket does not use IPv6 unless told to (zmq.IPV6).
-        address = socket.getaddrinfo(match.group(1), int(match.group(2)), socket.AF_INET)[0][4][0]
-    except (OSError, UnicodeError) as exc:
-        raise SetupError(f"cannot connect to {endpoint}: {exc}") from None
-    return f"tcp://{address}:{match.group(2)}"
+        return {str(info[4][0]) for info in socket.getaddrinfo(host, None, socket.AF_INET)}
+    except (OSError, UnicodeError):
+        return set()
+
+
+def unresolved(endpoint: str) -> str | None:
+    """Why the host name in a tcp:// endpoint does not resolve now; None if it does (or
+    the endpoint has an address, not a name). Not an error for a rider: it connects by
+    the name, and libzmq looks the name up again at every attempt, so the rider finds
+    its producer once the name resolves, and again if the producer's host moves."""
+    host = host_name(endpoint)
+    if host is None:
+        return None
+    try:
+        socket.getaddrinfo(host, None, socket.AF_INET)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    except UnicodeError as exc:  # a label over 63 characters, say
+        return f"not a valid host name ({exc})"
+    return None
 
 
 MUTED = False  # see mute()

@@ -46,9 +46,9 @@ from hardened.cli import (
     fail,
     non_negative_float,
     non_negative_int,
-    numeric,
     plural,
     say,
+    unresolved,
 )
 
 import zmq
@@ -85,7 +85,7 @@ def consume(
     per delivery. curve: our key pair and the producer's public key, from files
     (ClientKeys.from_files) or made in memory (run.py --curve)."""
     stop = stop or StopFlag()
-    endpoints = [numeric(endpoint) for endpoint in endpoints or [DEFAULT_CONNECT]]
+    endpoints = endpoints or [DEFAULT_CONNECT]  # host names stay names: see ProducerLinks
     # One context per process, made here, after any fork or spawn.
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
@@ -111,6 +111,11 @@ def consume(
             connect(sink, results)
         # connect() returns at once; ZeroMQ connects (and reconnects) in the background.
         say(f"{name}: connecting to {', '.join(endpoints)}")
+        for endpoint in endpoints:
+            if why := unresolved(endpoint):
+                # Not an error: libzmq looks the name up again at every attempt.
+                links.unheard.discard(endpoint)  # this line says why no producer is heard
+                error(f"{name}: cannot look up {endpoint} (yet): {why}; ZeroMQ keeps trying, and connects once it can")
         while (not orders or delivered < orders) and (frames := receive(pull, links, stop, lines)) is not None:
             received_at = utc_now() if sink else ""
             if (order := accept(frames, name)) is None:

@@ -8,18 +8,21 @@ first events happen unseen.
 - The producer's ConsumerWatch counts consumers (handshakes), so that it can wait for
   K of them before the first order (the slow-joiner fix), and says who was refused.
 - A rider's ProducerLinks notices when libzmq has given up on a producer for good (a
-  protocol error: an oversized message, a refused CURVE key) and dials it again.
+  protocol error: an oversized message, a refused CURVE key) and dials it again. It
+  names each producer as the user gave it (tcp://platform:5557), whatever address
+  libzmq names in its events.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
 
-from hardened.cli import error, plural, say
+from hardened.cli import addresses, error, host_name, plural, say
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -203,9 +206,21 @@ class ProducerLinks:
     but not after a protocol error: a message over MAX_ORDER_BYTES, a refused CURVE
     key, CURVE on one side only. Then it gives up on that producer for good and tells
     the application nothing. The monitor tells us; we say why, and dial again.
+
+    A producer given by host name stays that name. libzmq looks the name up again at
+    every connection attempt, so a rider finds a producer whose host has moved to
+    another address. But its events name the first connection as given and, after a
+    reconnect, by the address the name resolved to last time (one libzmq 4.3 names its
+    new attempt by): as_given() maps them back, so one producer is one endpoint.
     """
 
-    EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | HANDSHAKE_FAILURES
+    EVENTS = (
+        zmq.EVENT_CONNECTED
+        | zmq.EVENT_HANDSHAKE_SUCCEEDED
+        | zmq.EVENT_DISCONNECTED
+        | zmq.EVENT_CONNECT_RETRIED
+        | HANDSHAKE_FAILURES
+    )
     GIVE_UP_S = 0.5  # after a disconnect, ZeroMQ's own retry shows up well within this
     REDIAL_S = 2.0  # how often to try again a producer that refused our handshake
 
@@ -226,6 +241,9 @@ class ProducerLinks:
         # endpoint -> "connected"; "dropped" (disconnected: lost if ZeroMQ retries, else a
         # refused message); "lost" (ZeroMQ is reconnecting)
         self.link: dict[str, str] = {}
+        self.given = set(endpoints)
+        # An endpoint as libzmq names it in an event -> as given (see as_given)
+        self.aliases: dict[str, str] = {}
         self.unheard = set(endpoints)  # producers we have not reached yet
         self.since = time.monotonic()
         self.monitor = pull.get_monitor_socket(self.EVENTS)
@@ -265,9 +283,34 @@ class ProducerLinks:
                     self.pull.disconnect(endpoint)
                 self.pull.connect(endpoint)
 
+    def as_given(self, endpoint: str) -> str:
+        """The endpoint as the user gave it, for one that an event names: tcp://platform:5557
+        for tcp://10.9.0.1:5557 once the name has led there. Addresses come from each
+        connection (learn()); one never seen is looked for among what the names with its
+        port resolve to now, and failing that it is the only such name's."""
+        if endpoint in self.given:
+            return endpoint
+        if endpoint not in self.aliases:
+            address, _, port = endpoint[len("tcp://") :].rpartition(":")
+            names = sorted(e for e in self.given if host_name(e) and e.endswith(f":{port}"))
+            found = [e for e in names if address in addresses(host_name(e) or "")]
+            self.aliases[endpoint] = (found or names)[0] if found or len(names) == 1 else endpoint
+        return self.aliases[endpoint]
+
+    def learn(self, fd: int, endpoint: str) -> None:
+        """A connection to `endpoint` (as given) was made: remember the address it reached,
+        the one libzmq will name this producer by after the next reconnect."""
+        peer = peer_address(fd)
+        same_port = endpoint.endswith(f":{peer.rpartition(':')[2]}")  # not a descriptor already reused
+        if re.fullmatch(r"[\d.]+:\d+", peer) and same_port and f"tcp://{peer}" not in self.given:
+            self.aliases[f"tcp://{peer}"] = endpoint
+
     def on_event(self, event: int, value: int, endpoint: str) -> None:
         now = time.monotonic()
-        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+        endpoint = self.as_given(endpoint)
+        if event == zmq.EVENT_CONNECTED:
+            self.learn(value, endpoint)
+        elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.unheard.discard(endpoint)
             self.cut_once.pop(endpoint, None)
             self.redial.pop(endpoint, None)

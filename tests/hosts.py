@@ -13,6 +13,7 @@ MAC addresses for good, so that even a new connect() gets silence, not an error.
         producer = scripts(*lan["platform"].python("-m", "hardened.producer", "--bind", "tcp://0.0.0.0:5557"))
         rider = scripts(*lan["rider-1"].python("-m", "hardened.consumer", "--connect", "tcp://platform:5557"))
         lan["rider-1"].cut()                               # and .restore()
+        lan.move("platform", "10.9.0.101")                 # a new address, the same name
 
 Host.python() returns the arguments for conftest's Script (or its `scripts` fixture),
 so output capture, wait_for_line() and the tag that finds every process a test started
@@ -163,8 +164,6 @@ class Network:
         ip("-n", self.switch, "link", "set", "lo", "up")
         ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
         ip("-n", self.switch, "link", "set", "br0", "up")
-        # Every host knows every host by name (ip netns exec mounts it over /etc/hosts).
-        hosts_file = "127.0.0.1 localhost\n" + "".join(f"{h.address} {h.name}\n" for h in self.hosts.values())
         for host in self.hosts.values():
             ip("netns", "add", host.netns)
             # The cable: a veth pair made with one end in each namespace, so that no
@@ -177,7 +176,7 @@ class Network:
             ip("-n", host.netns, "address", "add", f"{host.address}/24", "dev", "eth0")
             ip("-n", host.netns, "link", "set", "eth0", "up")
             (NETNS_ETC / host.netns).mkdir(parents=True, exist_ok=True)
-            (NETNS_ETC / host.netns / "hosts").write_text(hosts_file)
+        self.write_hosts_files()
         # Every host knows every other's MAC address for good, as a phone knows its
         # router's: a cut is then pure silence. Were it learnt by ARP, a cut would also
         # make ARP fail, and the kernel would fail a connect() at once (EHOSTUNREACH)
@@ -187,6 +186,32 @@ class Network:
             neighbours = [h for h in self.hosts.values() if h is not host]
             lines = "".join(f"neigh replace {h.address} lladdr {h.mac} nud permanent dev eth0\n" for h in neighbours)
             ip("-n", host.netns, batch=lines)
+
+    def write_hosts_files(self) -> None:
+        """Every host knows every host by name: `ip netns exec` mounts its hosts file over
+        /etc/hosts. Written in place (the same file, truncated), so that programs already
+        running in a host, which see the file through that mount, read the new names."""
+        hosts_file = "127.0.0.1 localhost\n" + "".join(f"{h.address} {h.name}\n" for h in self.hosts.values())
+        for host in self.hosts.values():
+            with open(NETNS_ETC / host.netns / "hosts", "w") as file:  # not a new file: see above
+                file.write(hosts_file)
+
+    def move(self, name: str, address: str) -> None:
+        """Host `name` gets a new address under the same name, as a machine does that moves
+        to another network or gets another lease: its eth0 changes address, the others
+        forget the old one (a connect() there now fails, as to a machine that is gone)
+        and know its MAC at the new one, and every hosts file maps the name to it."""
+        host = self.hosts[name]
+        # The old one first: deleting a primary address deletes the secondaries with it.
+        ip("-n", host.netns, "address", "del", f"{host.address}/24", "dev", "eth0")
+        ip("-n", host.netns, "address", "add", f"{address}/24", "dev", "eth0")
+        for other in self.hosts.values():
+            if other is not host:
+                commands = f"neigh del {host.address} dev eth0\n"
+                commands += f"neigh replace {address} lladdr {host.mac} nud permanent dev eth0\n"
+                ip("-n", other.netns, batch=commands)
+        host.address = address
+        self.write_hosts_files()
 
     def destroy(self) -> None:
         """Everything build() made, whatever state it is in; never raises."""

@@ -1,7 +1,7 @@
 """The pipeline across machines: a producer host and rider hosts on a LAN of namespaces.
 
 What loopback can't show (tests/hosts.py says how the hosts are made): riders that
-reach the producer by address and by host name; a rider whose link goes dead without a
+reach the producer by address and by host name, also after its host moves; a rider whose link goes dead without a
 word, which only heartbeats notice, and the orders that vanish meanwhile; and CURVE
 seen from the wire, in a capture on the producer host's interface. Linux and root only:
 elsewhere these tests are skipped, saying why.
@@ -99,8 +99,42 @@ def test_riders_on_three_hosts_get_every_order_exactly_once(network, scripts) ->
     assert {r["consumer"] for r in done} == {"rider-1", "rider-2", "rider-3"}
     for rider in riders:  # and each said so itself (before it sent the record; read here a moment later)
         wait_until(partial(seqs, rider, "delivered"), what=rider.tail)
-    # rider-3 looked the name up (cli.numeric) and found the platform's address.
-    riders[2].wait_for_line(rf"connecting to tcp://{re.escape(platform.address)}:{PORT}$")
+    # rider-3 names the producer as it was given: libzmq looks the name up itself.
+    riders[2].wait_for_line(rf"connecting to tcp://platform:{PORT}$")
+
+
+def delivered(rider: Script, producer: str) -> list[int]:
+    """The sequence numbers of the orders from `producer` (its --name) that a rider delivered."""
+    found = (re.search(rf"delivered {producer}-(\d{{6}})", line) for line in list(rider.stdout))
+    return [int(m.group(1)) for m in found if m]
+
+
+def test_a_rider_given_a_host_name_follows_the_producer_to_its_new_address(network, scripts) -> None:
+    lan = network("platform", "rider-1")
+    platform = lan["platform"]
+    by_name = f"tcp://platform:{PORT}"
+    orders = ("--orders", "3", "--interval", "0", "--wait-consumers", "1")
+    first = producer_on(scripts, platform, "--name", "p1", *orders)
+    rider = rider_on(scripts, lan["rider-1"], "rider-1", f"platform:{PORT}")
+    assert first.wait() == 0, first.tail()
+    wait_until(lambda: delivered(rider, "p1") == [1, 2, 3], what=lambda: f"p1's 3 orders; {rider.tail()}")
+    rider.wait_for_line(r"lost producer \S+")  # the first producer quit; ZeroMQ keeps retrying
+    old = platform.address
+
+    # The platform's host moves: a new address under the same name, and a producer there.
+    lan.move("platform", f"{hosts.SUBNET}.101")
+    second = producer_on(scripts, platform, "--name", "p2", *orders)
+    # libzmq looked the name up again as it reconnected, and found the new address.
+    wait_until(lambda: delivered(rider, "p2") == [1, 2, 3], what=lambda: f"p2's 3 orders; {rider.tail()}")
+    assert second.wait() == 0, second.tail()
+    rider.wait_for_line(rf"producer {re.escape(by_name)} back")
+    # One producer, one endpoint: the name as given, in every line, never an address.
+    named = [line for line in rider.stdout + rider.stderr if "tcp://" in line]
+    assert [re.findall(r"tcp://\S+?(?=[\s,;)]|$)", line) for line in named] == [[by_name]] * len(named), named
+    assert any(f"lost producer {by_name} (" in line for line in named), named
+    assert old not in rider.output and platform.address not in rider.output, rider.output
+    # Nor taken for a producer that ZeroMQ gave up on (a protocol error), and dialled again.
+    assert rider.stderr == [], rider.stderr
 
 
 def test_a_rider_out_of_coverage_is_noticed_and_comes_back(network, scripts) -> None:
@@ -155,6 +189,15 @@ def test_a_rider_out_of_coverage_is_noticed_and_comes_back(network, scripts) -> 
     )
     gone_lines = [line for line in producer.stdout if re.search(r"consumer \S+ gone", line)]
     assert gone_lines == [gone.string], "only rider-1 may be gone: rider-2 was never cut off"
+
+
+def test_a_host_name_that_does_not_resolve_yet_is_one_line_and_the_rider_keeps_trying(network, scripts) -> None:
+    lan = network("rider-1")  # in a host, where a name no hosts file has goes nowhere else
+    rider = rider_on(scripts, lan["rider-1"], "rider-1", f"kitchen:{PORT}")
+    said = rf"rider-1: cannot look up tcp://kitchen:{PORT} \(yet\): .+; ZeroMQ keeps trying"
+    rider.wait_for_line(said, stream="stderr")
+    time.sleep(0.5)  # libzmq accepted the name and looks it up again at every attempt: no exit
+    assert rider.proc.poll() is None and len(rider.stderr) == 1, rider.tail()
 
 
 def make_keys(directory: Path) -> dict[str, str]:
