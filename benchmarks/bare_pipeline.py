@@ -1,24 +1,30 @@
-"""The reference of same_work.py: producer.py's and consumer.py's work, in bare pyzmq.
+"""The bare side of same_work.py: the first read's producer and rider, in the least pyzmq.
 
-Why: to know what the project's scripts cost over the least code that does the same
-job. Each role is a script of its own, started as the project's are (same_work.py runs
-both through timed.py, output to files):
+Why: to know what the scripts of both reads cost over the least code that moves the
+same orders, prints the same lines and sends the same records. Each role is a script of
+its own, started as the scripts are (same_work.py runs all of them through timed.py,
+output to files):
 
     python benchmarks/bare_pipeline.py producer --bind tcp://127.0.0.1:0 --orders N --wait-consumers 10 --seed S
     python benchmarks/bare_pipeline.py consumer --connect EP --results SINK --name rider-3
 
 - producer: binds a PUSH, waits for K handshakes on a socket monitor, then per order
-  makes a fresh one (orders.make_orders, the project's own generator: the same shape
-  and size), stamps created_at, send_json()s it and prints producer.py's line for it
+  makes a fresh one (orders.make_orders: the same orders as producer.py's for a seed),
+  stamps created_at, send_json()s it and prints producer.py's line for it
   (orders.sent_line).
 - consumer: recv_json(), prints consumer.py's line per order (orders.delivered_line),
-  and send_json()s the project's completion record (orders.completion_record) to the
-  sink. It runs until killed.
+  and send_json()s the completion record (orders.completion_record) to the sink. It
+  runs until killed.
 
-No validation, no monitoring, no flush per line (print() to a file is block-buffered):
-that is what "bare" leaves out. With --paced, each prints through the project's own
-cli.Pacer, as the scripts do: a line per order up to 20 a second, past that one summary
-line a second ("rider-3: delivered 4,210 orders in 1.0 s, 4,210/s").
+Not the same as the first read (producer.py, consumer.py), so kept: it does less. No
+validation of what arrives (consumer.py checks every field), no flush per line (print()
+to a file is block-buffered; the first read flushes each line so that it shows as it
+happens), blocking send() and recv() (the first read polls with a timeout before each,
+so that Ctrl-C works on Windows), no "consumer connected" watch while sending, and a
+blocking send of each record (the first read's is NOBLOCK, dropping one rather than
+hanging on a full sink). That is the whole of "bare": zmq, the standard library, and the
+project's order generator and line formats, so that every side makes the same orders
+and prints the same lines.
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -35,30 +40,13 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hardened.cli import LINES_PER_S, Pacer  # noqa: E402  (the repository's; needs the sys.path entry above)
-
+# The repository's (needs the sys.path entry above): the orders and lines of every side.
 from hardened.orders import completion_record, delivered_line, make_orders, sent_line, utc_now  # noqa: E402
 
 DELIVERY = (0.2, 1.0)  # producer.py's default --delivery: the same numbers in the orders
 
 
-class EveryLine:
-    """Without --paced: a line per order, as print() writes it (block-buffered to a file)."""
-
-    def event(self, line: Callable[..., str], *args: object) -> None:
-        print(line(*args))
-
-    def flush(self) -> None:
-        pass
-
-
-def lines_for(name: str, verb: str, paced: bool) -> Pacer | EveryLine:
-    """--paced: the project's own cli.Pacer, so that both sides print by one rule."""
-    return Pacer(name, verb) if paced else EveryLine()
-
-
-def produce(endpoint: str, name: str, orders: int, wanted: int, seed: int, paced: bool) -> None:
-    lines = lines_for(name, "sent", paced)
+def produce(endpoint: str, name: str, orders: int, wanted: int, seed: int) -> None:
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     monitor = push.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
@@ -71,8 +59,7 @@ def produce(endpoint: str, name: str, orders: int, wanted: int, seed: int, paced
         for order in islice(make_orders(name, seed, DELIVERY), orders):
             order["created_at"] = utc_now()
             push.send_json(order)
-            lines.event(sent_line, name, order)
-        lines.flush()
+            print(sent_line(name, order))
         print(f"{name}: sent {orders} orders")
     finally:
         push.disable_monitor()
@@ -81,8 +68,7 @@ def produce(endpoint: str, name: str, orders: int, wanted: int, seed: int, paced
         ctx.term()
 
 
-def consume(endpoint: str, results: str, name: str, paced: bool) -> None:
-    lines = lines_for(name, "delivered", paced)
+def consume(endpoint: str, results: str, name: str) -> None:
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
     sink = ctx.socket(zmq.PUSH)
@@ -92,8 +78,8 @@ def consume(endpoint: str, results: str, name: str, paced: bool) -> None:
     while True:  # until killed
         order: Any = pull.recv_json()  # any JSON, as typed; an order here
         received_at = utc_now()
-        started = time.monotonic()
-        lines.event(delivered_line, name, order, time.monotonic() - started)
+        started = time.monotonic()  # --speed 0: no ride, but the line says how long it took
+        print(delivered_line(name, order, time.monotonic() - started))
         sink.send_json(completion_record(order, name, received_at))
 
 
@@ -107,12 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--orders", type=int, default=0)
     parser.add_argument("--wait-consumers", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--paced", action="store_true", help=f"at most {LINES_PER_S} lines a second, then a summary")
     args = parser.parse_args(argv)
     if args.role == "producer":
-        produce(args.bind, args.name or "p1", args.orders, args.wait_consumers, args.seed, args.paced)
+        produce(args.bind, args.name or "p1", args.orders, args.wait_consumers, args.seed)
     else:
-        consume(args.connect, args.results, args.name or "rider", args.paced)
+        consume(args.connect, args.results, args.name or "rider")
 
 
 if __name__ == "__main__":

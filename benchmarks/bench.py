@@ -10,8 +10,10 @@ of its own, named for what it measures, and runs alone too (python benchmarks/la
 2. latency.py: p50/p99 at a fixed rate (--rate): bare pyzmq, and produce -> consume.
 3. round_robin.py: round robin versus a load-aware ROUTER/REQ dispatcher, 100 orders on 10 riders.
 4. startup.py: run.py's "run.py overhead" line; 10 ZeroMQ processes per start method.
-5. same_work.py: the project's scripts (producer.py, 10 x consumer.py, output to files) against
-   bare pyzmq scripts doing the same job, started the same way: orders/s, CPU per order, ratio.
+5. same_work.py: three sides doing the same job, started the same way (1 producer, 10 riders,
+   output to files), in interleaved rounds: the first read's producer.py and consumer.py, the
+   hardened scripts, and bare pyzmq; orders/s, CPU per order, hardened / first read (>= 0.90)
+   and first read / bare (>= 0.95).
 6. growth.py: run.py's peak memory at 10,000, 100,000 and 1,000,000 orders.
 7. riders.py: run.py's "run.py overhead" for 10 to 200 riders, per start method.
 
