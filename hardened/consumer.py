@@ -35,6 +35,7 @@ if __name__ == "__main__":
     stopping.catch_signals()  # first of all: from here on, Ctrl-C ends this script cleanly
 
 import argparse
+import contextlib
 import json
 import time
 
@@ -67,6 +68,7 @@ from hardened.stopping import POLL_MS, StopFlag
 
 DEFAULT_CONNECT = "tcp://127.0.0.1:5557"
 SINK_PATIENCE_S = 2.0  # how long a completion record waits for a sink that takes none
+IDLE_EVERY_S = 0.5  # how often a rider with nothing queued says so, under run.py (Progress)
 
 
 def consume(
@@ -79,11 +81,13 @@ def consume(
     curve: ClientKeys | None = None,
     orders: int = 0,
     heartbeats: Heartbeats = DEFAULT_HEARTBEATS,
+    progress: bool = False,
 ) -> int:
     """Pull and deliver orders until stopped, or until `orders` are delivered (0: no
     limit); return how many were delivered. results: where to PUSH a completion record
     per delivery. curve: our key pair and the producer's public key, from files
-    (ClientKeys.from_files) or made in memory (run.py --curve)."""
+    (ClientKeys.from_files) or made in memory (run.py --curve). progress: also say on
+    `results` when an order is taken and when the queue runs dry (see Progress; run.py)."""
     stop = stop or StopFlag()
     endpoints = endpoints or [DEFAULT_CONNECT]  # host names stay names: see ProducerLinks
     # One context per process, made here, after any fork or spawn.
@@ -101,6 +105,7 @@ def consume(
     delivered = 0
     sink_ok = True  # the sink took the last record: a slow one is waited for (see report())
     lines = None if quiet else Pacer(name, "delivered")  # a line per order, or a summary a second
+    told = Progress(sink, name) if sink and progress else None
     try:
         if curve:
             curve_client(pull, curve)
@@ -116,10 +121,12 @@ def consume(
                 # Not an error: libzmq looks the name up again at every attempt.
                 links.unheard.discard(endpoint)  # this line says why no producer is heard
                 error(f"{name}: cannot look up {endpoint} (yet): {why}; ZeroMQ keeps trying, and connects once it can")
-        while (not orders or delivered < orders) and (frames := receive(pull, links, stop, lines)) is not None:
+        while (not orders or delivered < orders) and (frames := receive(pull, links, stop, lines, told)) is not None:
             received_at = utc_now() if sink else ""
             if (order := accept(frames, name)) is None:
                 continue  # not an order: said why, and on to the next message
+            if told:
+                told.taken(order)
             if not deliver(order, name, speed, stop, lines):
                 break
             delivered += 1
@@ -139,7 +146,9 @@ def consume(
         ctx.term()
 
 
-def receive(pull: zmq.Socket, links: ProducerLinks, stop: StopFlag, lines: Pacer | None) -> list[bytes] | None:
+def receive(
+    pull: zmq.Socket, links: ProducerLinks, stop: StopFlag, lines: Pacer | None, told: Progress | None = None
+) -> list[bytes] | None:
     """The next message, or None once stopped. Never blocks for more than POLL_MS, so
     Ctrl-C is noticed even while no order comes (a plain recv() would hang there).
 
@@ -151,7 +160,36 @@ def receive(pull: zmq.Socket, links: ProducerLinks, stop: StopFlag, lines: Pacer
             return pull.recv_multipart(zmq.NOBLOCK)
         if lines:
             lines.tick()  # no order for a while: a flood's last summary comes now
+        if told:
+            told.idle()  # nothing queued here right now
     return None
+
+
+class Progress:
+    """What a rider of run.py tells the results sink besides its completion records,
+    on the same socket and so in order: {"event": "taken", "consumer", "order_id"} as it
+    takes an order, and {"event": "idle", "consumer", "at"} when its queue is empty,
+    again every IDLE_EVERY_S while it stays so. PUSH/PULL has no acknowledgements: this
+    is how run.py knows who holds an order, and when a rider has nothing more to
+    deliver (sink.Whereabouts). Never a blocking send: a message the sink does not take
+    at once is dropped (an idle comes again; a taken order still gets its record)."""
+
+    def __init__(self, sink: zmq.Socket, name: str) -> None:
+        self.sink, self.name = sink, name
+        self.idle_since_s = -IDLE_EVERY_S  # monotonic: when the last idle was said
+
+    def taken(self, order: dict) -> None:
+        self.send({"event": "taken", "consumer": self.name, "order_id": order["order_id"]})
+        self.idle_since_s = -IDLE_EVERY_S  # the next empty queue is said at once
+
+    def idle(self) -> None:
+        if time.monotonic() - self.idle_since_s >= IDLE_EVERY_S:
+            self.idle_since_s = time.monotonic()
+            self.send({"event": "idle", "consumer": self.name, "at": utc_now()})
+
+    def send(self, message: dict) -> None:
+        with contextlib.suppress(zmq.Again):
+            self.sink.send(json.dumps(message).encode(), zmq.NOBLOCK)
 
 
 def accept(frames: list[bytes], name: str) -> dict | None:

@@ -87,6 +87,9 @@ class Results:
     ledger: Ledger
     dead: list[str] = field(default_factory=list)  # riders that died before we stopped them
     killed: str = ""  # the rider --crash-consumer killed
+    holding: dict[str, str] = field(default_factory=dict)  # rider -> the order it took and had not done
+    fates: dict[str, str] = field(default_factory=dict)  # producer -> "" (sent all), "running", "died of SIGKILL"...
+    gave_up: bool = False  # run.py ended with every living rider run dry (sink.nothing_more_to_come)
 
 
 def parse_record(data: bytes) -> dict | None:
@@ -129,13 +132,21 @@ def report(results: Results, riders: list[str], producers: list[str], wall_s: fl
     makespan = max(busy.values(), default=0.0)
     say("")
     say(f"total orders: {ledger.expected} ({', '.join(producers)}), delivered {ledger.delivered}")
+    groups = whereabouts(results)
+    lost = {label: group for label, group in groups.items() if label.startswith("lost with")}
+    other = sum(count for label, (count, _) in groups.items() if label not in lost)
     if results.dead:
-        say(f"lost with {', '.join(results.dead)} ({missing}): {ids(missing_ids, missing) or 'none'}")
-        say(f"every other order delivered exactly once: {yes_no(not wrong)}")
+        for label, (count, shown) in lost.items() or {f"lost with {', '.join(results.dead)}": (0, [])}.items():
+            say(f"{label} ({count}): {ids(shown, count) or 'none'}")
+        say(f"every other order delivered exactly once: {yes_no(not other and not wrong)}")
     else:
         say(f"delivered exactly once: {yes_no(not missing and not wrong)}")
-        if missing:
-            say(f"  missing ({missing}): {ids(missing_ids, missing)}")
+    if other:
+        other_ids = [oid for label, (_, shown) in groups.items() if label not in lost for oid in shown]
+        say(f"  missing ({other}): {ids(other_ids[:SHOWN_IDS], other)}")
+        for label, (count, shown) in groups.items():
+            if label not in lost:
+                say(f"    {label} ({count}): {ids(shown, count)}")
     if wrong:
         say(f"  duplicated or unexpected ({wrong}): {ids(duplicated_ids + ledger.unexpected, wrong)}")
     spread = max(counts, default=0) - min(counts, default=0)
@@ -148,7 +159,47 @@ def report(results: Results, riders: list[str], producers: list[str], wall_s: fl
     say(f"wall time: {wall_s:.2f} s; busiest rider: {makespan:.2f} s; run.py overhead: {wall_s - makespan:.2f} s")
     # Orders lost with the rider we killed on purpose are the demo; with any other
     # death, something went wrong.
-    return not wrong and (not missing or results.dead == [results.killed])
+    return not wrong and not other and (not missing or results.dead == [results.killed])
+
+
+def whereabouts(results: Results) -> dict[str, tuple[int, list[str]]]:
+    """Where each missing order is, as far as run.py can know (sink.Whereabouts): a
+    line's label -> (how many, the first few ids). Lost with a dead rider: it had taken
+    the order; or it was never taken, its producer sent it (exited 0), and every living
+    rider ran dry after that, so it can only have been queued at a dead rider."""
+    dead = results.dead
+    holder = {order_id: rider for rider, order_id in results.holding.items()}
+    groups: dict[str, tuple[int, list[str]]] = {}
+    for producer, seen in results.ledger.seen.items():
+        fate = results.fates.get(producer, "running")
+        for seq in range(1, len(seen)):
+            if seen[seq]:
+                continue
+            order_id = f"{producer}-{seq:06d}"
+            rider = holder.get(order_id)
+            if rider in dead:
+                label = f"lost with {rider} ({'killed' if rider == results.killed else 'died'})"
+            elif rider:
+                label = f"taken by {rider}, alive, not delivered yet"
+            elif fate == "running":
+                label = f"never taken: not sent yet by {producer}, or queued at a rider"
+            elif fate:
+                label = f"never taken: {producer} {fate} before sending them"
+                if dead or not results.gave_up:  # or else no rider can have them
+                    label += f", or they were queued at {' or '.join(dead) if results.gave_up else 'a rider'}"
+            elif results.gave_up and len(dead) == 1:
+                label = f"lost with {dead[0]} ({'killed' if dead[0] == results.killed else 'died'})"
+            elif results.gave_up and dead:
+                label = f"lost with {' or '.join(dead)} (died), queued at one of them"
+            elif results.gave_up:
+                label = "never taken: sent, but no rider had it (lost on the way)"
+            else:
+                label = "never taken, queued at a living rider" + (f" or lost with {', '.join(dead)}" if dead else "")
+            count, shown = groups.get(label, (0, []))
+            if len(shown) < SHOWN_IDS:
+                shown.append(order_id)
+            groups[label] = (count + 1, shown)
+    return groups
 
 
 def ids(shown: list[str], count: int) -> str:

@@ -104,6 +104,7 @@ def run(args: argparse.Namespace, ledger: Ledger, view: View | None, stop: StopF
             view.note(f"run.py: {bound}; starting {plural(args.consumers, 'rider')}")
         for name in rider_names(args):
             options = {"endpoints": endpoints, "name": name, "results": results_endpoint, "speed": args.speed}
+            options["progress"] = True  # 'taken' and 'idle' too: how collect() knows who holds what
             options["curve"] = rider_keys.get(name)
             riders.append(mp.Process(target=consumer_process, args=(children_stop, options), name=name))
         with shielded_children():
@@ -236,10 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"run.py: {exc}")
     if stop.output_closed:
         return 1  # quietly: stopping.exit() makes it EXIT_OUTPUT_CLOSED
+    ok = report(results, riders, producers, time.monotonic() - started)  # interrupted: where each missing order is
     if stop.is_set():
         error(f"run.py: interrupted, {ledger.delivered} of {ledger.expected} orders delivered")
         return 130
-    ok = report(results, riders, producers, time.monotonic() - started)
     if args.timeline and ledger.records is not None:
         work = sum(ledger.busy.values())
         try:

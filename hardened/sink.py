@@ -4,17 +4,22 @@ Every rider PUSHes a completion record per delivered order to one PULL socket th
 run.py binds (the ZeroMQ guide's "sink"). collect() reads them into a report.Ledger
 and shows them (liveview.py) until every expected order is accounted for, or until it
 is clear that the orders still missing can no longer come: PUSH/PULL has no
-acknowledgements, so nothing tells run.py that an order died with a rider. It has to
-infer that from who is still alive and how long the riders have been quiet.
+acknowledgements, so the riders say more on the same socket (consumer.Progress): which
+order each takes, and when its queue runs dry. From that and from who is still alive
+run.py knows where every missing order is (Whereabouts), and never takes a quiet rider
+for a dead one (nothing_more_to_come).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import contextlib
+import json
+import signal
+from datetime import datetime, timedelta, timezone
 from multiprocessing.process import BaseProcess
 
-from hardened.cli import error
+from hardened.cli import error, plural
 
 import zmq
 
@@ -23,7 +28,11 @@ from hardened.report import Ledger, Results, parse_record
 from hardened.stopping import POLL_MS, StopFlag
 
 RECORDS_PER_BATCH = 1000  # completion records taken between two looks at the children
-STARTING_S = 3.0  # how long riders may take to start, connect and deliver a first order
+# Once the last producer has exited, how long the orders it sent may take to reach a
+# rider's queue (on one machine: milliseconds, unless it is very busy). An 'idle' said
+# later than that means the rider has none left.
+SETTLE_S = 1.0
+STUCK_S = 2.0  # a rider died, and no order came for this long (plus --interval): see nothing_more_to_come
 
 
 def collect(
@@ -36,43 +45,129 @@ def collect(
     args: argparse.Namespace,
 ) -> Results:
     """Read completion records until every expected order is accounted for, or until
-    it is clear that the orders still missing can no longer come."""
+    it is clear that the orders still missing can no longer come (nothing_more_to_come)."""
     results = Results(ledger)
-    finished: set[str] = set()  # producers that sent all their orders
-    last_record = time.monotonic()
+    where = Whereabouts([rider.name for rider in riders], view)
+    ended: dict[str, datetime] = {}  # producer -> when run.py saw it exit
+    died_at: datetime | None = None  # when run.py saw the latest rider die
     while not ledger.complete() and not stop.is_set():
-        if sink.poll(POLL_MS) and take_records(sink, ledger, view, args.speed):
-            last_record = time.monotonic()
-            if args.crash_consumer and not results.killed and ledger.delivered >= ledger.expected // 4:
-                results.killed = crash_rider(riders[0], view)
+        taken = sink.poll(POLL_MS) and take_records(sink, ledger, view, args.speed, where)
+        if taken and args.crash_consumer and not results.killed and ledger.delivered >= ledger.expected // 4:
+            results.killed = crash_rider(riders[0], view)
         if view:
             view.draw()
             if view.output_closed:
                 stop.output_closed = True  # the terminal is gone
                 stop.set()
-        if any(p.exitcode not in (None, 0) for p in producers):
-            complain(view, "run.py: a producer failed; stopping")
-            break
+        now = datetime.now(timezone.utc)
         for process in producers:
-            if process.exitcode == 0 and process.name not in finished:
-                finished.add(process.name)
-                if view:  # PUSH queued its orders at the riders: they deliver on without it
+            if process.exitcode is not None and process.name not in ended:
+                ended[process.name] = now
+                results.fates[process.name] = fate(process.exitcode)
+                if process.exitcode:  # what it had sent still comes: only its unsent orders are lost
+                    complain(view, f"run.py: {process.name} {fate(process.exitcode)}; collecting what it sent")
+                elif view:  # PUSH queued its orders at the riders: they deliver on without it
                     view.note(f"run.py: {process.name} sent its {args.orders} orders and exited")
-        results.dead = [r.name for r in riders if r.exitcode is not None]
-        if nothing_more_to_come(results, riders, len(finished) == len(producers), last_record, args):
+        for rider in riders:
+            if rider.exitcode is not None and rider.name not in results.dead:
+                results.dead.append(rider.name)
+                died_at = now
+                if rider.name != results.killed:
+                    complain(view, f"run.py: {rider.name} {fate(rider.exitcode)}")
+        why = nothing_more_to_come(results, where, riders, producers, ended, died_at, args)
+        if why:
+            complain(view, why)
             break
+    results.holding = dict(where.holding)
+    for process in producers:
+        results.fates.setdefault(process.name, "running")
     return results
 
 
-def take_records(sink: zmq.Socket, ledger: Ledger, view: View | None, speed: float) -> int:
+def fate(exitcode: int) -> str:
+    """How a child ended, for a line: 'died of SIGKILL', 'failed (exit 1)'."""
+    if exitcode < 0:
+        with contextlib.suppress(ValueError):
+            return f"died of {signal.Signals(-exitcode).name}"
+        return f"died of signal {-exitcode}"
+    return f"failed (exit {exitcode})" if exitcode else ""
+
+
+class Whereabouts:
+    """Who holds which order, from what the riders tell the sink besides their records
+    (consumer.Progress): 'taken' as a rider takes an order, 'idle' while its queue is
+    empty. They come on the records' socket, so in order: a rider's 'idle' comes after
+    the record of the last order it took (if it could send it)."""
+
+    def __init__(self, riders: list[str], view: View | None) -> None:
+        self.riders = set(riders)
+        self.view = view
+        self.holding: dict[str, str] = {}  # rider -> the order it took last, until it says idle
+        self.idle_at: dict[str, datetime] = {}  # rider -> when it said idle, if that is its latest word
+        self.taken_at: datetime | None = None  # when run.py heard of the latest order taken
+        self.ignored = 0
+
+    def take(self, data: bytes) -> bool:
+        """Take in a rider's message if it is one of these (True); a completion record is not."""
+        if b'"event"' not in data:
+            return False
+        try:
+            message = json.loads(data.decode("utf-8"))
+        except (ValueError, RecursionError):
+            return False  # for parse_record() to turn down
+        if not isinstance(message, dict) or "event" not in message:
+            return False
+        rider, event = message.get("consumer"), message.get("event")
+        at = moment(message.get("at"))
+        if rider not in self.riders:
+            self.ignore("no rider of this run")
+        elif event == "taken" and isinstance(order_id := message.get("order_id"), str) and order_id.isprintable():
+            self.holding[rider] = order_id
+            self.idle_at.pop(rider, None)
+            self.taken_at = datetime.now(timezone.utc)
+        elif event == "idle" and at is not None:
+            self.holding.pop(rider, None)
+            self.idle_at[rider] = at
+        else:
+            self.ignore(f"event {event!r}" if isinstance(event, str) and event.isprintable() else "an event")
+        return True
+
+    def ignore(self, why: str) -> None:
+        self.ignored += 1
+        if self.ignored <= 3:  # whoever sends junk gets no flood of lines for it
+            complain(self.view, f"run.py: ignored a malformed rider message ({why})")
+
+    def ran_dry(self, rider: str, since: datetime) -> bool:
+        """Whether the rider holds nothing and found its queue empty at `since` or later."""
+        at = self.idle_at.get(rider)
+        return at is not None and at >= since
+
+
+def moment(value: object) -> datetime | None:
+    """An ISO-8601 time with its UTC offset, else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.utcoffset() is not None else None
+
+
+def take_records(
+    sink: zmq.Socket, ledger: Ledger, view: View | None, speed: float, where: Whereabouts | None = None
+) -> int:
     """Take the records waiting in the sink (up to a batch): one poll per batch, not one
     per record, so that the sink keeps up with ten riders at --speed 0."""
     taken = 0
     for _ in range(RECORDS_PER_BATCH):
         try:
-            record = parse_record(sink.recv(zmq.NOBLOCK))
+            data = sink.recv(zmq.NOBLOCK)
         except zmq.Again:
             break
+        if where and where.take(data):
+            continue  # a rider's 'taken' or 'idle': see Whereabouts
+        record = parse_record(data)
         if record is None:
             complain(view, "run.py: ignored a malformed completion record")
             continue
@@ -84,22 +179,47 @@ def take_records(sink: zmq.Socket, ledger: Ledger, view: View | None, speed: flo
 
 
 def nothing_more_to_come(
-    results: Results, riders: list[BaseProcess], producers_done: bool, last_record: float, args: argparse.Namespace
-) -> bool:
-    """A rider with work queued finishes an order at least every longest ride. Once the
-    producers are done and the riders have been quiet for longer, every queue is empty:
-    what is still missing was lost with a dead rider, or is a record that a rider could
-    not send (it said so). With no rider left at all there is nothing to wait for (and
-    a producer may be blocked in send, with nobody to send to)."""
-    if results.dead and len(results.dead) == len(riders):
-        return True
-    if results.dead and not results.ledger.delivered and time.monotonic() - last_record > STARTING_S:
-        # A rider died before the first delivery: the producers, waiting for every
-        # rider before their first order, would wait for ever.
-        return True
-    # More grace when nobody died: a slow rider on a busy machine is no lost record.
-    grace_s = 0.5 if results.dead else 2.0
-    return producers_done and time.monotonic() - last_record > args.delivery[1] * args.speed + grace_s
+    results: Results,
+    where: Whereabouts,
+    riders: list[BaseProcess],
+    producers: list[BaseProcess],
+    ended: dict[str, datetime],
+    died_at: datetime | None,
+    args: argparse.Namespace,
+) -> str:
+    """Why the orders still missing can no longer come, or "" while they still can.
+
+    Never a silence alone: a rider that is quiet may be slow to start, on a long ride,
+    or paused (a laptop swapping), and still deliver. An order is given up on only when
+    nobody alive can have it: once every producer has exited (what it sent is queued at
+    the riders by then), and every living rider has said 'idle' from SETTLE_S after
+    that on, the living riders hold nothing and have nothing queued; what is missing was
+    lost with a dead rider, never sent by a producer that failed, or lost on the way."""
+    missing = plural(results.ledger.expected - results.ledger.accounted, "order")
+    living = [rider.name for rider in riders if rider.exitcode is None]
+    if not living:
+        results.gave_up = True
+        return f"run.py: every rider died ({', '.join(results.dead)}): the {missing} still missing can no longer come"
+    causes = [f"{rider} died" for rider in results.dead] + [f"{p} {why}" for p, why in results.fates.items() if why]
+    if len(ended) == len(producers):
+        settled = max(ended.values()) + timedelta(seconds=SETTLE_S)
+        if all(where.ran_dry(rider, settled) for rider in living):
+            results.gave_up = True
+            because = ", ".join(causes) or "no rider died and no producer failed"
+            return f"run.py: gave up on {missing}: {because}; the producers are done, and every living rider ran dry"
+        return ""
+    # A producer still running, a rider dead, and nothing taken for a while: the producer
+    # waits for every rider before its first order (wait_consumers), and one never comes.
+    if died_at is not None:
+        quiet = timedelta(seconds=args.interval + STUCK_S)
+        since = max(died_at, where.taken_at or died_at) + quiet
+        if all(where.ran_dry(rider, since) for rider in living):
+            running = ", ".join(p.name for p in producers if p.name not in ended)
+            return (
+                f"run.py: gave up on {running}: {', '.join(causes)}, and no order came for {quiet.total_seconds():g} s "
+                f"(a producer waits for all {args.consumers} riders before its first order)"
+            )
+    return ""
 
 
 def complain(view: View | None, line: str) -> None:
