@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import sys
 import time
 from datetime import datetime, timezone
@@ -89,7 +88,7 @@ def parse_order(frames: list[bytes]) -> dict:
     if len(frames) != 1:
         raise ValueError(f"{len(frames)} frames, expected 1")
     try:
-        order = json.loads(frames[0])
+        order = json.loads(frames[0].decode())  # UTF-8 only: bytes alone, json takes UTF-16 and 32 too
     except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deep
         raise ValueError("not JSON") from None
     if not isinstance(order, dict):
@@ -108,8 +107,8 @@ def parse_order(frames: list[bytes]) -> dict:
 
 
 def is_number(value: object) -> bool:
-    # bool is an int in Python, and NaN and the infinities are floats: none is an amount.
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and -math.inf < value < math.inf
+    # bool is an int; NaN, the infinities, 10**400 (no float holds it): none is an amount.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
 
 
 def is_item(item: object) -> bool:

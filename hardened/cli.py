@@ -170,16 +170,29 @@ class Pacer:
     second: a line for each is unreadable, and the writes cost more than the orders.
     Past LINES_PER_S in a second the lines stop and a summary comes once a second,
     until a second with fewer switches back. event() takes a function that makes the
-    line, and its arguments: a line that is not printed is not made either."""
+    line, and its arguments: a line that is not printed is not made either.
 
-    def __init__(self, name: str, verb: str, clock: Callable[[], float] = time.monotonic) -> None:
-        self.name, self.verb, self.clock = name, verb, clock
+    Problems are paced the same way (a peer can send 100,000 bad messages a second):
+    Pacer(name, "rejected", "messages", out=error), and event(..., reason=why) for a
+    summary that counts each reason."""
+
+    def __init__(
+        self,
+        name: str,
+        verb: str,
+        noun: str = "orders",
+        clock: Callable[[], float] = time.monotonic,
+        out: Callable[[str], None] | None = None,
+    ) -> None:
+        self.name, self.verb, self.noun, self.clock = name, verb, noun, clock
+        self.out = out  # how a line goes out: say() unless told (looked up when used: tests replace it)
         self.since = 0.0  # when this second's window began: at its first event
         self.last = 0.0  # this window's last event
         self.events = 0  # in this window
+        self.reasons: dict[str, int] = {}  # in this window: reason -> events
         self.flooding = False
 
-    def event(self, line: Callable[..., str], *args: object) -> None:
+    def event(self, line: Callable[..., str], *args: object, reason: str = "") -> None:
         now = self.clock()
         if self.events and now - self.since >= 1.0:
             self.flush(now)
@@ -187,9 +200,11 @@ class Pacer:
             self.since = now
         self.events += 1
         self.last = now
+        if reason:
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1
         if not self.flooding:
             if self.events <= LINES_PER_S:
-                say(line(*args))
+                self.write(line(*args))
             else:
                 self.flooding = True
 
@@ -200,16 +215,23 @@ class Pacer:
             self.flush()
 
     def flush(self, now: float | None = None) -> None:
-        """End this second's window: its summary if it flooded, and a new window."""
+        """End this second's window: its summary if it flooded, and a new window. A
+        window without events has nothing to sum up (not "0 orders in 0.2 s")."""
         now = self.clock() if now is None else now
         ended = now - self.last >= 1.0  # a quiet second since: the flood is over
-        if self.flooding:
+        if self.flooding and self.events:
             # Timed to its last event if it ended early, else the window's second.
             seconds = (self.last if ended else min(now, self.since + 1.0)) - self.since
             rate = f", {self.events / seconds:,.0f}/s" if seconds > 0.05 else ""
-            say(f"{self.name}: {self.verb} {self.events:,} orders in {seconds:.1f} s{rate}")
+            why = ": " + ", ".join(f"{reason} ({count:,})" for reason, count in self.reasons.items())
+            summary = f"{self.name}: {self.verb} {self.events:,} {self.noun} in {seconds:.1f} s{rate}"
+            self.write(summary + (why if self.reasons else ""))
         self.flooding = self.events > LINES_PER_S and not ended
         self.events = 0
+        self.reasons = {}
+
+    def write(self, line: str) -> None:
+        (self.out or say)(line)
 
 
 def error(message: str) -> None:

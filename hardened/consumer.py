@@ -105,6 +105,7 @@ def consume(
     delivered = 0
     sink_ok = True  # the sink took the last record: a slow one is waited for (see report())
     lines = None if quiet else Pacer(name, "delivered")  # a line per order, or a summary a second
+    rejects = Pacer(name, "rejected", "messages", out=error)  # a flood of junk: a summary a second too
     told = Progress(sink, name) if sink and progress else None
     try:
         if curve:
@@ -121,9 +122,11 @@ def consume(
                 # Not an error: libzmq looks the name up again at every attempt.
                 links.unheard.discard(endpoint)  # this line says why no producer is heard
                 error(f"{name}: cannot look up {endpoint} (yet): {why}; ZeroMQ keeps trying, and connects once it can")
-        while (not orders or delivered < orders) and (frames := receive(pull, links, stop, lines, told)) is not None:
+        while (not orders or delivered < orders) and (
+            frames := receive(pull, links, stop, lines, rejects, told)
+        ) is not None:
             received_at = utc_now() if sink else ""
-            if (order := accept(frames, name)) is None:
+            if (order := accept(frames, name, rejects)) is None:
                 continue  # not an order: said why, and on to the next message
             if told:
                 told.taken(order)
@@ -132,6 +135,7 @@ def consume(
             delivered += 1
             if sink:
                 sink_ok = report(sink, completion_record(order, name, received_at), name, stop, sink_ok)
+        rejects.flush()
         if lines:
             lines.flush()
         say(f"{name}: {'stopped' if stop.is_set() else 'done'}, delivered {plural(delivered, 'order')}")
@@ -147,7 +151,12 @@ def consume(
 
 
 def receive(
-    pull: zmq.Socket, links: ProducerLinks, stop: StopFlag, lines: Pacer | None, told: Progress | None = None
+    pull: zmq.Socket,
+    links: ProducerLinks,
+    stop: StopFlag,
+    lines: Pacer | None,
+    rejects: Pacer | None = None,
+    told: Progress | None = None,
 ) -> list[bytes] | None:
     """The next message, or None once stopped. Never blocks for more than POLL_MS, so
     Ctrl-C is noticed even while no order comes (a plain recv() would hang there).
@@ -158,8 +167,9 @@ def receive(
     while not stop.is_set():
         if links.wait(POLL_MS):
             return pull.recv_multipart(zmq.NOBLOCK)
-        if lines:
-            lines.tick()  # no order for a while: a flood's last summary comes now
+        for pacer in (lines, rejects):
+            if pacer:
+                pacer.tick()  # no message for a while: a flood's last summary comes now
         if told:
             told.idle()  # nothing queued here right now
     return None
@@ -192,15 +202,28 @@ class Progress:
             self.sink.send(json.dumps(message).encode(), zmq.NOBLOCK)
 
 
-def accept(frames: list[bytes], name: str) -> dict | None:
-    """The order in a message, or None (and one line saying why) if it is not a valid one."""
+def accept(frames: list[bytes], name: str, rejects: Pacer | None = None) -> dict | None:
+    """The order in a message, or None (and one line saying why) if it is not a valid one.
+    rejects: paces those lines (past 20 a second, a summary a second, by reason)."""
     try:
         if len(frames) != 1:
             raise InvalidOrder(f"{len(frames)} frames, expected 1")
         return parse_order(frames[0])
     except InvalidOrder as exc:
-        error(f"{name}: rejected message: {exc}")
+        if rejects:
+            rejects.event(rejected_line, name, exc, reason=reason(exc))
+        else:
+            error(rejected_line(name, exc))
         return None
+
+
+def rejected_line(name: str, exc: InvalidOrder) -> str:
+    return f"{name}: rejected message: {exc}"
+
+
+def reason(exc: InvalidOrder) -> str:
+    """The reason without its details (which JSON error, at which character), for a count."""
+    return str(exc).partition(" (")[0]
 
 
 def deliver(order: dict, name: str, speed: float, stop: StopFlag, lines: Pacer | None) -> bool:

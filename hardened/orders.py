@@ -5,7 +5,8 @@ Never pickle: unpickling bytes from the network runs code that the sender chose.
 producer's orders are seeded (a seed, the same orders) and numbered per producer
 (p1-000001, ...), so run.py knows which ids to expect from the counts alone. A rider
 trusts nothing that arrives: parse_order() accepts a valid order or raises
-InvalidOrder with the reason, and nothing else. Here too: the lines that say an order
+InvalidOrder with the reason, and nothing else, whatever JSON is in whatever field;
+and no text with a control character in it gets through to be printed. Here too: the lines that say an order
 was sent or delivered, and the completion record a rider sends to a sink.
 """
 
@@ -15,6 +16,7 @@ import argparse
 import json
 import math
 import random
+import re
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -40,10 +42,49 @@ STREETS = ["Elm St", "Oak Ave", "Pine Rd", "Maple Ln", "Cedar Ct"]
 
 STRING_FIELDS = ("order_id", "producer", "restaurant", "customer", "address", "created_at")
 
+# What order_id() makes, and nothing else: the producer's name, "-", and the sequence
+# number in ASCII digits: six, zero-padded (000001 to 999999), or more past 999999,
+# unpadded, up to 18 (a producer never sends 10**18 orders, and a 5,000-digit id is
+# not a number that int() takes). `\d` would take any script's digits ("١٢٣٤٥٦").
+ORDER_ID = re.compile(r"(.+)-([0-9]{6}|[1-9][0-9]{6,17})", re.DOTALL)
+
+# The largest amount (total, price) a rider accepts: a float's. A JSON integer can
+# have any number of digits, and comparing it with this never converts it to a float
+# (which raises OverflowError past 1e308).
+MAX_NUMBER = sys.float_info.max
+
 
 def order_id(producer: str, seq: int) -> str:
     """Order ids are unique across producers as long as producers' names are."""
     return f"{producer}-{seq:06d}"
+
+
+def split_order_id(text: str) -> tuple[str, int] | None:
+    """(producer, seq) of an id that order_id() makes (seq from 1), or None."""
+    match = ORDER_ID.fullmatch(text)
+    if not match or not int(match.group(2)):
+        return None
+    return match.group(1), int(match.group(2))
+
+
+def printable(value: object) -> bool:
+    """A str that can go to a terminal as it is: no control character (C0, C1, DEL, so
+    no escape sequence, CR, newline or backspace), no lone surrogate, nothing unassigned."""
+    return isinstance(value, str) and value.isprintable()
+
+
+def aware_time(value: object) -> datetime | None:
+    """An ISO-8601 date and time with its UTC offset, as utc_now() writes it; else None
+    (a date alone, or a time without an offset, is no moment: it can't be compared with
+    one that has an offset)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+        moment.astimezone(timezone.utc)  # OverflowError at the ends of the calendar
+    except (ValueError, OverflowError):
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def make_orders(producer: str, seed: int | None, delivery: tuple[float, float]) -> Iterator[dict]:
@@ -93,10 +134,12 @@ def parse_order(data: bytes) -> dict:
     for name in STRING_FIELDS:
         if not isinstance(order.get(name), str):
             raise InvalidOrder(f"{name!r} missing or not a string")
-    try:
-        datetime.fromisoformat(order["created_at"])
-    except ValueError:
-        raise InvalidOrder("'created_at' is not an ISO-8601 time") from None
+        if not printable(order[name]):  # it would go to a terminal: escape sequences, forged lines
+            raise InvalidOrder(f"{name!r} holds control characters")
+    if (split_order_id(order["order_id"]) or ("",))[0] != order["producer"]:
+        raise InvalidOrder("'order_id' is not the producer's name, '-' and a sequence number")
+    if aware_time(order["created_at"]) is None:
+        raise InvalidOrder("'created_at' is not an ISO-8601 date and time with a UTC offset")
     items = order.get("items")
     if not isinstance(items, list) or not all(is_item(item) for item in items):
         raise InvalidOrder("'items' missing or not a list of {name, qty, price}")
@@ -106,7 +149,7 @@ def parse_order(data: bytes) -> dict:
     if not is_number(delivery_s) or delivery_s < 0:
         raise InvalidOrder("'delivery_s' missing or not a number >= 0")
     if delivery_s > MAX_DELIVERY_S:
-        raise InvalidOrder(f"'delivery_s' {delivery_s:g} over the {MAX_DELIVERY_S:g} s cap")
+        raise InvalidOrder(f"'delivery_s' over the {MAX_DELIVERY_S:g} s cap")  # not {delivery_s:g}: 10**400
     return order
 
 
@@ -115,8 +158,9 @@ def reject_constant(name: str) -> None:
 
 
 def is_number(value: object) -> TypeGuard[float]:
-    # bool is an int in Python, but `"total": true` is not a price.
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    # bool is an int in Python, but `"total": true` is not a price. Not math.isfinite():
+    # it converts an int to a float, and 10**400 raises OverflowError. NaN compares False.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and -MAX_NUMBER <= value <= MAX_NUMBER
 
 
 def is_item(item: object) -> bool:

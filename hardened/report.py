@@ -13,17 +13,22 @@ robin is by count, not by load).
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 from itertools import islice
 
 from hardened.cli import say
 
+# ORDER_ID: orders.order_id()'s form, producer-seq, as a rider checks it too.
+from hardened.orders import MAX_DELIVERY_S, ORDER_ID, aware_time, is_number, printable, split_order_id
+
 BAR_WIDTH = 30  # characters in the busiest rider's bar in the report
 SHOWN_IDS = 20  # order ids listed by name in a line about missing or duplicated orders
-ORDER_ID = re.compile(r"(.+)-(\d{6,})")  # orders.order_id(): producer-seq
+# The largest completion record the sink takes (its MAXMSGSIZE): a record is ~250
+# bytes. Anything bigger is nobody's record, and unbounded JSON nests past the parser's
+# recursion limit or holds integers of any length.
+MAX_RECORD_BYTES = 4096
+RECORD_TEXT = ("order_id", "producer", "consumer", "received_at", "done_at")
 
 
 class Ledger:
@@ -94,18 +99,40 @@ class Results:
 
 def parse_record(data: bytes) -> dict | None:
     """A completion record, or None: the sink's port is open to every local process,
-    so what arrives there is checked too."""
+    so what arrives there is checked too (record_or_reason() says why not)."""
+    record = record_or_reason(data)
+    return record if isinstance(record, dict) else None
+
+
+def record_or_reason(data: bytes) -> dict | str:
+    """A completion record, or why it is not one. Never raises, whatever the bytes: the
+    record is checked as a rider checks an order (orders.parse_order), for what run.py
+    does with it: every text printable (it goes to the terminal and the timeline), the
+    order id its producer's, the delivery time a rider could have taken (0 to
+    MAX_DELIVERY_S), both moments with a UTC offset (they are subtracted)."""
+    if len(data) > MAX_RECORD_BYTES:  # the socket's MAXMSGSIZE stops these first
+        return "too big"
     try:
-        record = json.loads(data)
-        names = (record["order_id"], record["consumer"], record["producer"])
-        record["delivery_s"] = float(record["delivery_s"])
-        for moment in (record["received_at"], record["done_at"]):
-            datetime.fromisoformat(moment)  # the live view and the timeline read them
-        if all(isinstance(name, str) for name in names) and 0 <= record["delivery_s"] < float("inf"):
-            return record
-    except (ValueError, TypeError, KeyError, AttributeError):
-        pass
-    return None
+        record = json.loads(data.decode("utf-8"), parse_constant=lambda name: None)  # NaN, Infinity: no number
+    except RecursionError:
+        return "nested too deeply"
+    except ValueError:  # not UTF-8 (UnicodeDecodeError), not JSON, or a 5,000-digit int
+        return "not JSON"
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if not all(printable(record.get(name)) for name in RECORD_TEXT):
+        return "a text missing, not a string, or holding control characters"
+    if "restaurant" in record and not printable(record["restaurant"]):  # older records have none
+        return "'restaurant' not a string, or holding control characters"
+    if (split_order_id(record["order_id"]) or ("",))[0] != record["producer"]:
+        return "'order_id' not its producer's"
+    delivery_s = record.get("delivery_s")
+    if not (is_number(delivery_s) and 0 <= delivery_s <= MAX_DELIVERY_S):
+        return f"'delivery_s' not a number from 0 to {MAX_DELIVERY_S:g}"
+    if aware_time(record["received_at"]) is None or aware_time(record["done_at"]) is None:
+        return "a time that is not ISO-8601 with a UTC offset"
+    record["delivery_s"] = float(delivery_s)
+    return record
 
 
 def report(results: Results, riders: list[str], producers: list[str], wall_s: float) -> bool:

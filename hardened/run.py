@@ -54,7 +54,7 @@ from hardened.curve import ServerKeys, make_keys
 from hardened.heartbeats import read_without_limit
 from hardened.liveview import PlainView, TerminalView, View, ansi_terminal
 from hardened.orders import add_delivery_option
-from hardened.report import Ledger, Results, report
+from hardened.report import MAX_RECORD_BYTES, Ledger, Results, report
 from hardened.sink import collect
 from hardened.stopping import POLL_MS, StopFlag, child_stop, join_or_kill, shielded_children
 from hardened.timeline import write_timeline
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace, ledger: Ledger, view: View | None, stop: StopF
     # The sink: riders connect a PUSH to it, so it binds. Port 0: any free port.
     sink = ctx.socket(zmq.PULL)
     read_without_limit(sink)  # riders send heartbeats: see heartbeats.py
+    sink.maxmsgsize = MAX_RECORD_BYTES  # any local process can connect: a record is ~250 bytes
     # run.py stops its children by closing this pipe's writing end (see stopping.py).
     children_stop, stop_children = mp.Pipe(duplex=False)
     producers: list[BaseProcess] = []

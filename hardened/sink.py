@@ -16,15 +16,16 @@ import argparse
 import contextlib
 import json
 import signal
+import weakref
 from datetime import datetime, timedelta, timezone
 from multiprocessing.process import BaseProcess
 
-from hardened.cli import error, plural
+from hardened.cli import Pacer, error, plural
 
 import zmq
 
 from hardened.liveview import View
-from hardened.report import Ledger, Results, parse_record
+from hardened.report import Ledger, Results, record_or_reason
 from hardened.stopping import POLL_MS, StopFlag
 
 RECORDS_PER_BATCH = 1000  # completion records taken between two looks at the children
@@ -114,7 +115,7 @@ class Whereabouts:
         try:
             message = json.loads(data.decode("utf-8"))
         except (ValueError, RecursionError):
-            return False  # for parse_record() to turn down
+            return False  # for record_or_reason() to say what is wrong with it
         if not isinstance(message, dict) or "event" not in message:
             return False
         rider, event = message.get("consumer"), message.get("event")
@@ -158,7 +159,12 @@ def take_records(
     sink: zmq.Socket, ledger: Ledger, view: View | None, speed: float, where: Whereabouts | None = None
 ) -> int:
     """Take the records waiting in the sink (up to a batch): one poll per batch, not one
-    per record, so that the sink keeps up with ten riders at --speed 0."""
+    per record, so that the sink keeps up with ten riders at --speed 0. A record it
+    cannot use (any local process can connect: report.record_or_reason) is counted,
+    and said as a rider says a bad order: past 20 a second, a summary a second."""
+    malformed = MALFORMED.setdefault(ledger, Pacer("run.py", "ignored", "malformed completion records"))
+    malformed.out = lambda line: complain(view, line)
+    malformed.tick()
     taken = 0
     for _ in range(RECORDS_PER_BATCH):
         try:
@@ -167,15 +173,25 @@ def take_records(
             break
         if where and where.take(data):
             continue  # a rider's 'taken' or 'idle': see Whereabouts
-        record = parse_record(data)
-        if record is None:
-            complain(view, "run.py: ignored a malformed completion record")
+        record = record_or_reason(data)
+        if isinstance(record, str):
+            malformed.event(malformed_line, record, reason=record)
             continue
         ledger.add(record, speed)
         taken += 1
         if view:
             view.delivered(record)
+    if ledger.complete():
+        malformed.flush()  # the last second's count, before the report
     return taken
+
+
+# Per run (its Ledger): the malformed completion records of the last second.
+MALFORMED: weakref.WeakKeyDictionary[Ledger, Pacer] = weakref.WeakKeyDictionary()
+
+
+def malformed_line(why: str) -> str:
+    return f"run.py: ignored a malformed completion record ({why})"
 
 
 def nothing_more_to_come(
