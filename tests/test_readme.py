@@ -77,7 +77,7 @@ SAMPLES = {
 }
 
 # The lines the scripts write to stderr (cli.error); every other line is on stdout.
-STDERR = re.compile(r": (rejected message|refused|warning|cannot)\b| refused us: ")
+STDERR = re.compile(r": (rejected message|refused|warning|cannot|gave up)\b| refused us: ")
 
 # Lines the scripts print in one of two forms, depending on timing: how a rider without
 # CURVE and a CURVE producer learn of the failed handshake varies from run to run, on
