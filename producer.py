@@ -69,8 +69,9 @@ def produce(
                 flush=True,
             )
             connected = count_consumers(monitor, connected, name)
-            if interval:  # sleep(0) is no free yield: 50 us or more on Linux, a floor under each order
-                time.sleep(interval)
+            deadline = time.monotonic() + interval  # the pause: still saying who connects, at once
+            while (left := deadline - time.monotonic()) > 0:
+                connected = count_consumers(monitor, connected, name, wait_ms=int(min(left, 0.1) * 1000))
     except KeyboardInterrupt:
         stopped = "stopped, "
     finally:

@@ -374,12 +374,12 @@ def terminal_session(scripts: Scripts, tmp_path: Path) -> list[str]:
 
 def first_terminal_session(scripts: Scripts, tmp_path: Path) -> list[str]:
     """The README's three terminals with the first read: producer.py --seed 1, consumer.py
-    rider-1, and rider-2 joining later; Ctrl-C. producer.py says who connected only after
-    its next send, so the line before "connected (2 so far)" is one order late: rider-2
-    joins after the order before that one, and the next order still goes to rider-1."""
+    rider-1, and rider-2 joining after as many orders as in the README; Ctrl-C."""
     producer_lines = sample("first-terminals-producer")
     joined = next(i for i, line in enumerate(producer_lines) if "consumer connected (2 so far)" in line)
-    before = order_number(producer_lines[joined - 1]) - 1
+    # The producer says who connected as it happens (it listens between orders): rider-2
+    # joined after the order on the line before.
+    before = order_number(producer_lines[joined - 1])
     last = max(order_number(line) for line in producer_lines if ": sent p1-" in line)
     producer = scripts("producer.py", "--seed", "1", "--bind", LOOPBACK_ANY_PORT, "--interval", "0.4")
     endpoint = bound_endpoint(producer)
