@@ -19,6 +19,7 @@ run.py is killed. Each setup call must run before bind() or connect().
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from dataclasses import dataclass, field
@@ -151,6 +152,11 @@ def curve_server(ctx: zmq.Context, push: zmq.Socket, keys: ServerKeys) -> Thread
     )
     # The authenticator answers libzmq's ZAP requests from a thread of this process,
     # asking keys.callback() about each rider's public key: no file involved.
+    if sys.platform == "win32":
+        # Its thread runs an asyncio loop, and Windows' default (Proactor) loop cannot
+        # watch a ZeroMQ socket without tornado: the thread died at its first request and
+        # every rider was refused (seen with Windows CPython 3.13 and pyzmq 27.3).
+        asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())
     auth = ThreadAuthenticator(ctx)
     auth.start()
     auth.configure_curve_callback(domain="*", credentials_provider=keys)

@@ -141,14 +141,22 @@ class Script:
     every process it starts. ignore_sigint (POSIX): it inherits SIGINT as ignored."""
 
     def __init__(
-        self, *args: str, ignore_sigint: bool = False, simulate_windows: bool = False, cwd: Path = ROOT
+        self,
+        *args: str,
+        ignore_sigint: bool = False,
+        simulate_windows: bool = False,
+        cwd: Path = ROOT,
+        python: tuple[list[str], dict[str, str]] | None = None,
     ) -> None:
+        """python: another Python to run it with, and what its environment needs
+        (tests/windows.py: the Windows CPython under Wine)."""
         self.args = args
         self.tag = uuid.uuid4().hex
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", TAG_VARIABLE: self.tag}
+        interpreter, extra_env = python or ([sys.executable], {})
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", TAG_VARIABLE: self.tag, **extra_env}
         if simulate_windows:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SIMULATED_WINDOWS), env.get("PYTHONPATH")]))
-        command = [sys.executable, *args]
+        command = [*interpreter, *args]
         if ignore_sigint:
             if sys.platform == "win32":
                 raise NotImplementedError("no inherited signal dispositions on Windows: mark the test posix_signals")
@@ -160,8 +168,16 @@ class Script:
             group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
         else:
             group = {"start_new_session": True}
+        # stdin: nothing to read (Windows CPython under Wine must not inherit a file there).
         self.proc = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **group
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **group,
         )
         self.stdout: list[str] = []
         self.stderr: list[str] = []

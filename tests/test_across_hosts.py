@@ -25,6 +25,8 @@ from hosts import Host, Network
 
 from hardened.orders import CUSTOMERS, MENUS
 
+pytestmark = pytest.mark.hosts  # CI's own step: python -m pytest -m hosts
+
 PORT = 5557  # every host has its own ports, so fixed ones never collide across tests
 SINK_PORT = 5558
 ANYWHERE = f"tcp://0.0.0.0:{PORT}"  # every interface of the producer host

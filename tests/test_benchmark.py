@@ -10,6 +10,8 @@ import psutil
 import pytest
 from conftest import Script, wait_until
 
+pytestmark = pytest.mark.benchmark  # CI's own step: python -m pytest -m benchmark
+
 SECTIONS = ("throughput", "ratio", "latency", "round-robin", "startup", "same-work", "growth", "riders")
 HEADER = ["section", "case", "C", "n", "result", "delivered", "target", "detail"]
 POLL_S = 0.05  # how often to look for the benchmark's processes: a polling interval, not a synchronisation
