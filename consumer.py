@@ -10,6 +10,8 @@ line, and the rider goes on. Ctrl-C stops it:
     rider-1: connecting to tcp://127.0.0.1:5557
     rider-1 delivered p1-000001 from p1 (Sushi Go -> 27 Elm St) in 0.59 s
     ^Crider-1: stopped, delivered 1 order
+
+Next read: hardened/consumer.py, the same rider ready for the real world.
 """
 
 from __future__ import annotations

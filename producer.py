@@ -6,9 +6,10 @@
 It binds a PUSH socket; riders (consumer.py) connect, and PUSH hands each order to
 exactly one of them, in turn. A line per rider and per order:
 
-    p1: bound tcp://127.0.0.1:5557, waiting for 2 consumers
     p1: consumer connected (1 so far)
     p1: sent p1-000001 Sushi Go -> 27 Elm St (0.59 s)
+
+Next read: hardened/producer.py, the same producer ready for the real world.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from datetime import datetime, timezone
 
 import zmq
 
-LINGER_MS = 5000  # close() may spend this long handing queued orders over; the default (-1) can hang
-
 
 def produce(
     bind: str,
@@ -33,9 +32,9 @@ def produce(
     interval: float,
     wait_consumers: int,
     seed: int | None,
-    on_bound: Callable[[str], object] | None = None,
+    on_bound: Callable | None = None,
 ) -> int:
-    """Bind, wait for `wait_consumers` riders, send `orders` orders (0: until Ctrl-C)."""
+    """Bind, wait for riders, send `orders` orders (0: until Ctrl-C); tell on_bound where."""
     ctx = zmq.Context()  # one per process, made in the process that uses it
     push = ctx.socket(zmq.PUSH)
     # Before bind(), so that no rider's handshake is missed: each one is a message here.
@@ -77,7 +76,9 @@ def produce(
     finally:
         push.disable_monitor()
         monitor.close(linger=0)
-        push.close(linger=LINGER_MS)  # explicit: orders already sent still reach their riders
+        # An explicit linger: close() may spend 5 s handing queued orders over. The
+        # default, -1, would hang here for ever while an order waits for a dead rider.
+        push.close(linger=5000)
         ctx.term()
     print(f"{name}: {stopped}sent {sent} {'order' if sent == 1 else 'orders'}", flush=True)
     return sent

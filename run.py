@@ -12,6 +12,9 @@ the orders, measured:
     rider-1         5    3.20  ########################
     ...
     delivered exactly once: yes
+
+Next read: hardened/run.py, with several producers, a live view, a timeline and a
+crash demo.
 """
 
 from __future__ import annotations
