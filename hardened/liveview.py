@@ -3,7 +3,9 @@
 run.py's report comes at the end; this shows the same spread while it happens. The view
 redraws itself in place with two ANSI escape sequences (cursor up, erase line) rather
 than curses, which Windows does not have: Windows 10 and later understand them once
-virtual terminal processing is on, which ansi_terminal() asks for.
+virtual terminal processing is on, which ansi_terminal() asks for, and then checks: a
+console that takes the setting but prints the sequences as text (Wine's) gets the plain
+lines. No line reaches the terminal's last column, where a Windows console wraps.
 
     view = TerminalView(riders, total=50)        # only if ansi_terminal(sys.stdout)
     view.delivered(record); view.draw()          # a completion record; draw as often as you like
@@ -53,19 +55,81 @@ if sys.platform == "win32":
     from ctypes import wintypes
 
     ENABLE_VIRTUAL_TERMINAL_PROCESSING = 0x0004
+    # Written to try the console out: understood, it moves nothing (the cursor is shown
+    # already); printed as text, it takes six cells, which are blanked again.
+    PROBE = SHOW_CURSOR
+
+    class ScreenBufferInfo(ctypes.Structure):
+        _fields_ = [
+            ("size", wintypes._COORD),
+            ("cursor", wintypes._COORD),
+            ("attributes", wintypes.WORD),
+            ("window", wintypes.SMALL_RECT),
+            ("maximum", wintypes._COORD),
+        ]
+
+    # Our own kernel32, so that the argument types set here touch nobody else's.
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.GetConsoleMode.argtypes = [wintypes.HANDLE, wintypes.LPDWORD]
+    kernel32.SetConsoleMode.argtypes = [wintypes.HANDLE, wintypes.DWORD]
+    kernel32.GetConsoleScreenBufferInfo.argtypes = [wintypes.HANDLE, ctypes.POINTER(ScreenBufferInfo)]
+    kernel32.WriteConsoleW.argtypes = [
+        wintypes.HANDLE,
+        wintypes.LPCWSTR,
+        wintypes.DWORD,
+        wintypes.LPDWORD,
+        wintypes.LPVOID,
+    ]
+    kernel32.FillConsoleOutputCharacterW.argtypes = [
+        wintypes.HANDLE,
+        wintypes.WCHAR,
+        wintypes.DWORD,
+        wintypes._COORD,
+        wintypes.LPDWORD,
+    ]
+    kernel32.SetConsoleCursorPosition.argtypes = [wintypes.HANDLE, wintypes._COORD]
 
     def enable_virtual_terminal(stream: TextIO) -> bool:
         """Turn on ANSI sequences for the console behind `stream`; False if it is not a
-        console, or too old a Windows for them."""
+        console, too old a Windows for them (before Windows 10), or a console that takes
+        the setting and then prints the sequences as text anyway (Wine's, up to 8.0 at
+        least): then the mode is put back, and the caller shows plain lines."""
         try:
+            stream.flush()  # what was written before is on the console: the cursor is where it ends
             handle = wintypes.HANDLE(msvcrt.get_osfhandle(stream.fileno()))
         except (OSError, ValueError):
             return False
-        kernel32 = ctypes.windll.kernel32
         mode = wintypes.DWORD()
         if not kernel32.GetConsoleMode(handle, ctypes.byref(mode)):
             return False
-        return bool(kernel32.SetConsoleMode(handle, mode.value | ENABLE_VIRTUAL_TERMINAL_PROCESSING))
+        if not kernel32.SetConsoleMode(handle, mode.value | ENABLE_VIRTUAL_TERMINAL_PROCESSING):
+            return False
+        if understands_sequences(handle):
+            return True
+        kernel32.SetConsoleMode(handle, mode.value)
+        return False
+
+    def understands_sequences(handle: wintypes.HANDLE) -> bool:
+        """Whether the console really interprets what it was told to: PROBE written at
+        the cursor must leave the cursor where it was. False too where the console's
+        size cannot be read, or the probe would not fit on the cursor's line (it could
+        wrap, scroll, and leave a mark that cannot be wiped)."""
+        before, after = ScreenBufferInfo(), ScreenBufferInfo()
+        if not kernel32.GetConsoleScreenBufferInfo(handle, ctypes.byref(before)):
+            return False
+        if before.window.Right - before.window.Left < 1 or before.cursor.X + len(PROBE) >= before.size.X:
+            return False
+        written = wintypes.DWORD()
+        if not kernel32.WriteConsoleW(handle, PROBE, len(PROBE), ctypes.byref(written), None):
+            return False
+        if not kernel32.GetConsoleScreenBufferInfo(handle, ctypes.byref(after)):
+            return False
+        if (after.cursor.X, after.cursor.Y) == (before.cursor.X, before.cursor.Y):
+            return True
+        # Printed as text: blank those cells and put the cursor back where it was.
+        kernel32.FillConsoleOutputCharacterW(handle, " ", len(PROBE), before.cursor, ctypes.byref(written))
+        kernel32.SetConsoleCursorPosition(handle, before.cursor)
+        return False
 
 
 class TerminalView:
