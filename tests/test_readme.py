@@ -23,6 +23,7 @@ replaced by instant fakes.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import signal
@@ -337,71 +338,46 @@ def delivered(*riders: Script) -> int:
     return sum(" delivered p1-" in line for rider in riders for line in rider.stdout)
 
 
-def terminal_session(scripts: Scripts, tmp_path: Path) -> list[str]:
-    """docs/hardened.md's three terminals: hardened.producer --seed 1, rider-1, and rider-2 joining
-    after as many orders as in the README; Ctrl-C after the README's last order."""
-    producer_lines = sample("terminals-producer")
+def terminal_session(scripts: Scripts, tmp_path: Path, read: str) -> list[str]:
+    """The three terminals, of the first read (README) or the hardened one (docs/hardened.md):
+    the producer with --seed 1, rider-1, and rider-2 joining after as many orders as in
+    the sample; Ctrl-C after the sample's last order."""
+    first = read == "first"
+    prefix = "first-terminals" if first else "terminals"
+    producer_cmd, consumer_cmd = (
+        (["producer.py"], ["consumer.py"]) if first else (["-m", "hardened.producer"], ["-m", "hardened.consumer"])
+    )
+    producer_lines = sample(f"{prefix}-producer")
     joined = next(i for i, line in enumerate(producer_lines) if "consumer connected (2 so far)" in line)
     # The producer says who connected as it happens (it listens between orders): rider-2
     # joined after the order on the line before.
     before = order_number(producer_lines[joined - 1])
     last = max(order_number(line) for line in producer_lines if ": sent p1-" in line)
-    producer = scripts("-m", "hardened.producer", "--seed", "1", "--bind", LOOPBACK_ANY_PORT, "--interval", "0.2")
+    interval = "0.4" if first else "0.2"
+    producer = scripts(*producer_cmd, "--seed", "1", "--bind", LOOPBACK_ANY_PORT, "--interval", interval)
     endpoint = bound_endpoint(producer)
 
     def rider(name: str, *before: str) -> Script:
-        return scripts(*before, "-m", "hardened.consumer", "--name", name, "--connect", endpoint, "--speed", "0.05")
+        return scripts(*before, *consumer_cmd, "--name", name, "--connect", endpoint, "--speed", "0.05")
 
     rider_1 = rider("rider-1")
-    tmp_path.mkdir(parents=True)
-    gate = tmp_path / "rider-2 may start"
-    rider_2 = rider("rider-2", "-c", GATED, str(gate))
+    gate = tmp_path / read / "rider-2 may start"
+    gate.parent.mkdir(parents=True)
+    rider_2 = rider("rider-2", "-c", GATED_SCRIPT if first else GATED, str(gate))
     producer.wait_for_line(f"sent p1-{before:06d}")
     gate.touch()
     producer.wait_for_line(f"sent p1-{last:06d}")
     ctrl_c(producer)
     sent = len([line for line in producer.stdout if ": sent p1-" in line])
     wait_until(lambda: delivered(rider_1, rider_2) == sent, what=f"the riders to deliver all {sent} orders")
-    for each in (rider_1, rider_2):  # the heartbeats tell them that the producer is gone
-        each.wait_for_line("lost producer ")
+    if not first:  # the heartbeats tell hardened riders that the producer is gone
+        for each in (rider_1, rider_2):
+            each.wait_for_line("lost producer ")
     ctrl_c(rider_1, rider_2)
     return [
-        *mismatches("terminals-producer", producer),
-        *mismatches("terminals-rider-1", rider_1),
-        *mismatches("terminals-rider-2", rider_2),
-    ]
-
-
-def first_terminal_session(scripts: Scripts, tmp_path: Path) -> list[str]:
-    """The README's three terminals with the first read: producer.py --seed 1, consumer.py
-    rider-1, and rider-2 joining after as many orders as in the README; Ctrl-C."""
-    producer_lines = sample("first-terminals-producer")
-    joined = next(i for i, line in enumerate(producer_lines) if "consumer connected (2 so far)" in line)
-    # The producer says who connected as it happens (it listens between orders): rider-2
-    # joined after the order on the line before.
-    before = order_number(producer_lines[joined - 1])
-    last = max(order_number(line) for line in producer_lines if ": sent p1-" in line)
-    producer = scripts("producer.py", "--seed", "1", "--bind", LOOPBACK_ANY_PORT, "--interval", "0.4")
-    endpoint = bound_endpoint(producer)
-
-    def rider(name: str, *before: str) -> Script:
-        return scripts(*before, "consumer.py", "--name", name, "--connect", endpoint, "--speed", "0.05")
-
-    rider_1 = rider("rider-1")
-    tmp_path.mkdir(parents=True)
-    gate = tmp_path / "rider-2 may start"
-    rider_2 = rider("rider-2", "-c", GATED_SCRIPT, str(gate))
-    producer.wait_for_line(f"sent p1-{before:06d}")
-    gate.touch()
-    producer.wait_for_line(f"sent p1-{last:06d}")
-    ctrl_c(producer)
-    sent = len([line for line in producer.stdout if ": sent p1-" in line])
-    wait_until(lambda: delivered(rider_1, rider_2) == sent, what=f"the riders to deliver all {sent} orders")
-    ctrl_c(rider_1, rider_2)
-    return [
-        *mismatches("first-terminals-producer", producer),
-        *mismatches("first-terminals-rider-1", rider_1),
-        *mismatches("first-terminals-rider-2", rider_2),
+        *mismatches(f"{prefix}-producer", producer),
+        *mismatches(f"{prefix}-rider-1", rider_1),
+        *mismatches(f"{prefix}-rider-2", rider_2),
     ]
 
 
@@ -447,9 +423,13 @@ def curve_session(scripts: Scripts, tmp_path: Path) -> list[str]:
 
 @posix_signals
 def test_the_samples_of_terminal_sessions(scripts: Scripts, tmp_path: Path) -> None:
-    sessions: list[Callable[[Scripts, Path], list[str]]] = [terminal_session, first_terminal_session, curve_session]
+    sessions: list[Callable[[Scripts, Path], list[str]]] = [
+        functools.partial(terminal_session, read="hardened"),
+        functools.partial(terminal_session, read="first"),
+        curve_session,
+    ]
     with ThreadPoolExecutor(len(sessions)) as pool:  # side by side: each mostly waits
-        results = [pool.submit(session, scripts, tmp_path / session.__name__) for session in sessions]
+        results = [pool.submit(session, scripts, tmp_path / f"session-{n}") for n, session in enumerate(sessions)]
         check(*(result.result() for result in results))
 
 
