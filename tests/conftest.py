@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -375,6 +376,17 @@ def scripts(request: pytest.FixtureRequest) -> Iterator[Scripts]:
 def bound_endpoint(script: Script) -> str:
     """The endpoint a producer started with --bind tcp://127.0.0.1:0 actually bound."""
     return script.wait_for_line(r"bound (tcp://\S+?)(,|$)").group(1)
+
+
+@pytest.fixture
+def unused_endpoint() -> Iterator[str]:
+    """An endpoint that nobody listens on, and nobody else can take while the test runs:
+    a plain socket holds the port, bound but not listening (and without SO_REUSEADDR,
+    so that no ZeroMQ socket binds it beside us). A port that was merely free a moment
+    ago may be bound by a test running in parallel."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield f"tcp://127.0.0.1:{holder.getsockname()[1]}"
 
 
 @pytest.fixture

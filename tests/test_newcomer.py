@@ -117,7 +117,9 @@ def test_silent_waits_are_said_once_and_the_waiting_goes_on(scripts: Scripts, si
     """Each hint comes only after 3 s of silence, so the four cases run side by side: a
     rider with no producer on its port; producers with too few consumers: one waiting
     for 2 with none, one blocked in send with none, one waiting for 2 with 1."""
-    lonely_endpoint = free_tcp_endpoint()
+    holder = socket.socket()  # holds the port (bound, not listening) until our producer takes it
+    holder.bind(("127.0.0.1", 0))
+    lonely_endpoint = f"tcp://127.0.0.1:{holder.getsockname()[1]}"
     rider = start_consumer(scripts, "rider-0", [lonely_endpoint], sink)
     rider_hint = (
         f"rider-0: no producer at {lonely_endpoint} yet; ZeroMQ keeps retrying; is it running, and on this port?"
@@ -148,6 +150,7 @@ def test_silent_waits_are_said_once_and_the_waiting_goes_on(scripts: Scripts, si
     # The rider, silent for a while longer meanwhile: still one line. It kept waiting,
     # and delivers once a producer is there.
     assert rider.stdout.count(rider_hint) == 1
+    holder.close()
     producer = scripts("-m", "hardened.producer", "--bind", lonely_endpoint, "--orders", "3", "--interval", "0")
     assert len(sink.collect(7)) == 7
     assert producer.wait() == 0

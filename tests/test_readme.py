@@ -250,7 +250,7 @@ def bad_messages(rider: Script, push: zmq.Socket) -> None:
     rider.wait_for_line("rejected message: over the", stream="stderr")
 
 
-def test_the_samples_of_run_py_and_of_lone_scripts(scripts: Scripts, ctx: zmq.Context, free_port: int) -> None:
+def test_the_samples_of_run_py_and_of_lone_scripts(scripts: Scripts, ctx: zmq.Context, unused_endpoint: str) -> None:
     # All at once, to share the 3 s that the silent waits take. run.py as the README runs
     # it, faster; the crash demo with rides of equal length, so that rider-1 has always
     # delivered one order or two when it is killed, as in the README (with rides of
@@ -259,7 +259,7 @@ def test_the_samples_of_run_py_and_of_lone_scripts(scripts: Scripts, ctx: zmq.Co
     default = scripts("-m", "hardened.run", "--speed", "0.3")
     two = scripts("-m", "hardened.run", "--producers", "2", "--orders", "30", "--speed", "0.1")
     crash = scripts("-m", "hardened.run", "--crash-consumer", "--speed", "0.3", "--delivery", "1-1")
-    lonely_rider = scripts("-m", "hardened.consumer", "--name", "rider-1", "--connect", f"tcp://127.0.0.1:{free_port}")
+    lonely_rider = scripts("-m", "hardened.consumer", "--name", "rider-1", "--connect", unused_endpoint)
     lonely_producer = scripts("-m", "hardened.producer", "--bind", LOOPBACK_ANY_PORT)
     exposed = scripts("-m", "hardened.producer", "--bind", "tcp://*:0")
     push = ctx.socket(zmq.PUSH)
@@ -281,15 +281,6 @@ def test_the_samples_of_run_py_and_of_lone_scripts(scripts: Scripts, ctx: zmq.Co
         mismatches("bind-warning", exposed),
         mismatches("silent-waits", lonely_rider, {"p1": lonely_producer}),
     )
-
-
-@pytest.fixture
-def free_port() -> int:
-    """A port that nobody listens on (it was free a moment ago)."""
-    with zmq.Context() as context, context.socket(zmq.PULL) as probe:
-        port = probe.bind_to_random_port("tcp://127.0.0.1")
-        probe.close(linger=0)
-    return port
 
 
 # --- the terminal sessions: a producer and riders started in turn, and Ctrl-C at the end ---
