@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from datetime import datetime
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 import zmq
 
@@ -47,19 +48,31 @@ def run(riders: int, orders: int, speed: float, seed: int | None, interval: floa
     endpoint_out, endpoint_in = mp.Pipe(duplex=False)
     children = [mp.Process(target=run_producer, args=(endpoint_in, orders, riders, seed, interval), name="p1")]
     try:
-        children[0].start()
+        start(children[0])
         endpoint_in.close()  # the producer's copy is the one left: if it dies, recv() below ends
         endpoint = endpoint_out.recv()  # where the producer bound
         for n in range(1, riders + 1):
             children.append(mp.Process(target=run_rider, args=(endpoint, f"rider-{n}", speed, results)))
-            children[-1].start()
+            start(children[-1])
         collect(sink, orders, children, records, patience=1.0 + 1.0 * speed)  # 1.0 s: the longest ride
     finally:
         for child in children:  # a rider waits for orders for ever: stop it (on Windows, TerminateProcess)
-            child.terminate()
-            child.join()
+            if child.is_alive():
+                child.terminate()
+                child.join()
         sink.close(linger=0)
         ctx.term()
+
+
+def start(child: BaseProcess) -> None:
+    """Start a child with Ctrl-C ignored: on POSIX it inherits that. A terminal's Ctrl-C
+    reaches every process, and would kill a child half-started (with a traceback) or leave
+    one running that run.py does not know of. run.py ignores it too, for those moments."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        child.start()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def collect(sink: zmq.Socket, expected: int, children: list, records: list[dict], patience: float) -> None:
@@ -88,7 +101,7 @@ def collect(sink: zmq.Socket, expected: int, children: list, records: list[dict]
 
 
 def run_producer(endpoint_in: Connection, orders: int, riders: int, seed: int | None, interval: float) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is run.py's to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is run.py's to handle (Windows: not inherited)
     # wait_consumers=riders: every rider connected before the first order (the slow-joiner fix)
     producer.produce("tcp://127.0.0.1:0", "p1", orders, interval, riders, seed, on_bound=endpoint_in.send)
 

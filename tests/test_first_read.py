@@ -154,6 +154,27 @@ def test_ctrl_c_ends_run_py_mid_run_with_a_count_and_no_process_left(scripts: Sc
     run.assert_no_process_left(workers=3)
 
 
+@posix_signals
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2, 0.3])
+def test_an_early_ctrl_c_to_the_whole_group_leaves_no_traceback_and_no_process(scripts: Scripts, delay: float) -> None:
+    """A terminal's Ctrl-C reaches every process, riders starting included: none may die
+    with a traceback or be left running. One that lands while a child is being started
+    is ignored, and the run goes on to its report."""
+    run = scripts("run.py", "--consumers", "4", "--orders", "8", "--speed", "0.2")
+    run.wait_for_line(r"^p1: bound ")  # the riders are starting now
+    run.wait_for_workers(1)  # the producer, waiting for them
+    run.watch(delay)
+    run.signal_group(signal.SIGINT)
+    code = run.wait(timeout=15)
+    assert "Traceback" not in run.output, run.output
+    if code == 0:  # it landed while a child was being started
+        assert "delivered exactly once: yes" in run.stdout
+    else:
+        assert code == 130, run.output
+        assert re.search(r"^run.py: interrupted, \d+ of 8 orders delivered$", "\n".join(run.stderr), re.MULTILINE)
+    run.assert_no_process_left(workers=1)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
