@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -32,10 +33,13 @@ def consume(connect: list[str], name: str, speed: float = 1.0, results: str | No
     pull = ctx.socket(zmq.PULL)
     pull.maxmsgsize = 64 * 1024  # an order is ~300 bytes: a peer can't make us allocate gigabytes
     sink = ctx.socket(zmq.PUSH)
+    if sys.platform != "win32":  # output closed (| head): end at once and quietly, as shell tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if isinstance(sys.stdout, io.TextIOWrapper):  # any text a producer sends prints on any console
         sys.stdout.reconfigure(errors="backslashreplace")
     delivered = 0
     stopped = ""
+    riding = False  # an order in hand, not delivered yet
     try:
         for endpoint in connect:  # one socket, many producers: PULL takes from each in turn
             pull.connect(endpoint)  # returns at once; ZeroMQ connects, and reconnects, behind it
@@ -44,7 +48,7 @@ def consume(connect: list[str], name: str, speed: float = 1.0, results: str | No
         print(f"{name}: connecting to {', '.join(connect)}", flush=True)
         while True:
             # poll() with a timeout before every recv(): a blocking recv() never sees Ctrl-C
-            # on Windows, and polling is when PULL looks at every producer's queue again.
+            # on Windows, and polling is when PULL notices that a producer's queue refilled.
             if not pull.poll(100):
                 continue
             received_at = now()
@@ -53,7 +57,9 @@ def consume(connect: list[str], name: str, speed: float = 1.0, results: str | No
             except ValueError as exc:
                 print(f"{name}: rejected message: {exc}", file=sys.stderr, flush=True)
                 continue
+            riding = True
             time.sleep(order["delivery_s"] * speed)  # the ride
+            riding = False
             delivered += 1
             print(
                 f"{name} delivered {order['order_id']} from {order['producer']} "
@@ -65,10 +71,20 @@ def consume(connect: list[str], name: str, speed: float = 1.0, results: str | No
     except KeyboardInterrupt:
         stopped = "stopped, "
     finally:
-        pull.close(linger=0)  # orders still queued here are lost: the pipeline is transient
-        sink.close(linger=1000)  # but give the last completion records a second to go
+        # The order in hand and those ZeroMQ queued here die with this rider: PUSH gave
+        # them to this connection alone, and nothing gives them to another. Count them.
+        lost = int(riding)
+        while pull.poll(0):
+            pull.recv_multipart()
+            lost += 1
+        pull.close(linger=0)
+        sink.close(linger=1000)  # give the last completion records a second to go
         ctx.term()
     print(f"{name}: {stopped}delivered {delivered} {'order' if delivered == 1 else 'orders'}", flush=True)
+    if lost:
+        print(
+            f"{name}: lost {lost} {'order' if lost == 1 else 'orders'} it held (PUSH gave them to it alone)", flush=True
+        )
     return delivered
 
 
@@ -143,10 +159,14 @@ def main() -> int:
     args = parser.parse_args()
     if not 0 <= args.speed < float("inf"):
         parser.error("--speed takes a number >= 0")
+    connect = args.connect or ["tcp://127.0.0.1:5557"]
     try:
-        consume(args.connect or ["tcp://127.0.0.1:5557"], args.name, args.speed, args.results)
+        consume(connect, args.name, args.speed, args.results)
     except zmq.ZMQError as exc:
-        sys.exit(f"{args.name}: cannot connect: {zmq.strerror(exc.errno or 0)} (expected tcp://HOST:PORT)")
+        endpoints = ", ".join(connect + ([args.results] if args.results else []))
+        sys.exit(
+            f"{args.name}: cannot connect to {endpoints}: {zmq.strerror(exc.errno or 0)} (expected tcp://HOST:PORT)"
+        )
     return 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,8 @@ def produce(
     push = ctx.socket(zmq.PUSH)
     # Before bind(), so that no rider's handshake is missed: each one is a message here.
     monitor = push.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    if sys.platform != "win32":  # output closed (| head): end at once and quietly, as shell tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sent = connected = 0
     stopped = ""
     try:
@@ -76,8 +79,9 @@ def produce(
     finally:
         push.disable_monitor()
         monitor.close(linger=0)
-        # An explicit linger: close() may spend 5 s handing queued orders over. The
-        # default, -1, would hang here for ever while an order waits for a dead rider.
+        # An explicit linger: close() returns at once, and term() below then spends up to
+        # 5 s handing queued orders over. With the default, -1, term() would wait for ever
+        # while an order waits for a rider that stopped reading or vanished without a word.
         push.close(linger=5000)
         ctx.term()
     print(f"{name}: {stopped}sent {sent} {'order' if sent == 1 else 'orders'}", flush=True)
@@ -148,8 +152,13 @@ def main() -> int:
     try:
         produce(args.bind, args.name, args.orders, args.interval, args.wait_consumers, args.seed)
     except zmq.ZMQError as exc:
-        hint = "another program has that port: pick another, such as" if exc.errno == zmq.EADDRINUSE else "expected"
-        sys.exit(f"{args.name}: cannot bind {args.bind}: {zmq.strerror(exc.errno or 0)} ({hint} tcp://127.0.0.1:5558)")
+        busy = exc.errno == zmq.EADDRINUSE
+        hint = (
+            "another program has that port: pick another, such as tcp://127.0.0.1:5558"
+            if busy
+            else "expected tcp://IP:PORT"
+        )
+        sys.exit(f"{args.name}: cannot bind {args.bind}: {zmq.strerror(exc.errno or 0)} ({hint})")
     return 0
 
 

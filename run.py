@@ -143,6 +143,8 @@ def main() -> int:
     args = parser.parse_args()
     if not (args.consumers >= 1 and args.orders >= 1 and 0 <= args.speed < 1e9 and 0 <= args.interval < 1e9):
         parser.error("--consumers and --orders take a whole number >= 1, --speed and --interval a number >= 0")
+    if sys.platform != "win32":  # output closed (| head): end quietly (the riders stopped first)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     started = time.monotonic()
     records: list[dict] = []
     try:

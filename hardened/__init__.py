@@ -6,7 +6,8 @@ hardened for the real world. Run it from the project's folder:
     python -m hardened.consumer     # as consumer.py, plus the same
 
 producer.py and consumer.py keep the first read's names (produce(), consume(),
-report(), make_orders(), parse_order()) so that the two can be read side by side.
+report()) so that the two can be read side by side; make_orders() and parse_order()
+are in orders.py, which both use.
 What each module adds to the first read, and why:
 
 - producer, consumer: the same lessons, with Ctrl-C as a flag at any moment (stopping),

@@ -21,9 +21,20 @@ from pathlib import Path
 
 import pytest
 import zmq
-from conftest import LOOPBACK_ANY_PORT, ROOT, Script, Scripts, Sink, bound_endpoint, posix_signals, wait_until
+from conftest import (
+    LOOPBACK_ANY_PORT,
+    ROOT,
+    Script,
+    Scripts,
+    Sink,
+    bound_endpoint,
+    posix_signals,
+    tagged_processes,
+    wait_until,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_newcomer import run_into_closed_pipe
 from test_scripts import start_producer as start_hardened_producer
 
 import consumer
@@ -155,6 +166,19 @@ def test_ctrl_c_ends_run_py_mid_run_with_a_count_and_no_process_left(scripts: Sc
 
 
 @posix_signals
+def test_a_rider_stopped_says_how_many_orders_it_held_are_lost(scripts: Scripts) -> None:
+    """PUSH gave them to this rider alone: stopped, it counts them, and nobody else gets them."""
+    producer_script, endpoint = start_producer(scripts, "--orders", "10", "--wait-consumers", "1")
+    rider = scripts("consumer.py", "--name", "rider-1", "--speed", "1", "--connect", endpoint)
+    assert producer_script.wait() == 0  # all 10 handed over: the rider's queue holds them
+    rider.wait_for_line(r"^rider-1 delivered p1-000001 ")
+    rider.signal(signal.SIGINT)  # on the second ride
+    assert rider.wait(timeout=5) == 0
+    delivered = int(re.fullmatch(r"rider-1: stopped, delivered (\d+) orders?", rider.stdout[-2])[1])  # type: ignore[index]
+    assert rider.stdout[-1] == f"rider-1: lost {10 - delivered} orders it held (PUSH gave them to it alone)"
+
+
+@posix_signals
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2, 0.3])
 def test_an_early_ctrl_c_to_the_whole_group_leaves_no_traceback_and_no_process(scripts: Scripts, delay: float) -> None:
     """A terminal's Ctrl-C reaches every process, riders starting included: none may die
@@ -173,6 +197,16 @@ def test_an_early_ctrl_c_to_the_whole_group_leaves_no_traceback_and_no_process(s
         assert code == 130, run.output
         assert re.search(r"^run.py: interrupted, \d+ of 8 orders delivered$", "\n".join(run.stderr), re.MULTILINE)
     run.assert_no_process_left(workers=1)
+
+
+@posix_signals
+@pytest.mark.parametrize("lines", [3, 30])
+def test_run_py_into_a_closed_pipe_ends_with_no_traceback_and_no_process(lines: int) -> None:
+    """`python run.py | head -3`: every process writes to the pipe that head closed."""
+    code, stderr, tag = run_into_closed_pipe(["run.py"], lines)
+    assert "Traceback" not in stderr, stderr
+    assert code in (-signal.SIGPIPE, 1), (code, stderr)  # ended by the closed pipe, as a shell tool is
+    wait_until(lambda: not tagged_processes(tag), 5, "no process of run.py left")
 
 
 @pytest.mark.parametrize(
