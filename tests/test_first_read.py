@@ -179,7 +179,7 @@ def test_a_rider_stopped_says_how_many_orders_it_held_are_lost(scripts: Scripts)
 
 
 @posix_signals
-@pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2, 0.3])
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.3])
 def test_an_early_ctrl_c_to_the_whole_group_leaves_no_traceback_and_no_process(scripts: Scripts, delay: float) -> None:
     """A terminal's Ctrl-C reaches every process, riders starting included: none may die
     with a traceback or be left running. One that lands while a child is being started
@@ -200,10 +200,9 @@ def test_an_early_ctrl_c_to_the_whole_group_leaves_no_traceback_and_no_process(s
 
 
 @posix_signals
-@pytest.mark.parametrize("lines", [3, 30])
-def test_run_py_into_a_closed_pipe_ends_with_no_traceback_and_no_process(lines: int) -> None:
+def test_run_py_into_a_closed_pipe_ends_with_no_traceback_and_no_process() -> None:
     """`python run.py | head -3`: every process writes to the pipe that head closed."""
-    code, stderr, tag = run_into_closed_pipe(["run.py"], lines)
+    code, stderr, tag = run_into_closed_pipe(["run.py"], 3)
     assert "Traceback" not in stderr, stderr
     assert code in (-13, 1), (code, stderr)  # -13: SIGPIPE (13 on Linux and macOS), as a shell tool ends
     wait_until(lambda: not tagged_processes(tag), 5, "no process of run.py left")
@@ -239,9 +238,9 @@ def test_a_port_in_use_says_how_to_pick_another(scripts: Scripts) -> None:
 
 
 def test_run_py_ends_and_fails_when_a_rider_dies(scripts: Scripts) -> None:
-    run = scripts("run.py", "--consumers", "3", "--orders", "30", "--speed", "0.5")
+    run = scripts("run.py", "--consumers", "3", "--orders", "15", "--speed", "0.5")
     run.wait_for_workers(3)
-    run.wait_for_line(r"^p1: sent 30 orders$")  # the producer is done: the workers left are riders
+    run.wait_for_line(r"^p1: sent 15 orders$")  # the producer is done: the workers left are riders
     wait_until(lambda: len(run.workers()) == 3, 10, "the producer's exit")
     run.workers()[0].kill()
     assert run.wait(timeout=30) == 1, run.tail()
