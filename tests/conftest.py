@@ -89,10 +89,10 @@ LONGEST = (
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """pytest-xdist (-n 4) hands each worker a run of consecutive tests to start with,
-    about a sixteenth of the list each. The longest tests go to the head of those runs,
-    one each, so that they start at once on different workers instead of ending the
-    suite late, one after the other. Order changes nothing else."""
+    """pytest-xdist hands each worker a run of consecutive tests to start with. The
+    longest tests go a sixteenth of the list apart, so that they start early on
+    different workers instead of ending the suite late, one after the other. Order
+    changes nothing else."""
     longest = [item for item in items if any(name in item.nodeid for name in LONGEST)]
     for item in longest:
         items.remove(item)
