@@ -32,6 +32,7 @@ from conftest import (
     wait_until,
 )
 from test_newcomer import run_into_closed_pipe
+from test_scripts import start_consumer as start_hardened_consumer
 from test_scripts import start_producer as start_hardened_producer
 
 import consumer
@@ -252,18 +253,7 @@ def test_run_py_ends_and_fails_when_a_rider_dies(scripts: Scripts) -> None:
 def test_a_first_read_producer_feeds_hardened_riders(scripts: Scripts, sink: Sink) -> None:
     producer_script, endpoint = start_producer(scripts, "--orders", "20", "--wait-consumers", "2")
     for n in (1, 2):
-        scripts(
-            "-m",
-            "hardened.consumer",
-            "--name",
-            f"rider-{n}",
-            "--speed",
-            "0",
-            "--connect",
-            endpoint,
-            "--results",
-            sink.endpoint,
-        )
+        start_hardened_consumer(scripts, f"rider-{n}", [endpoint], sink)
     assert producer_script.wait() == 0
     records = sink.collect(20)
     assert sorted(r["order_id"] for r in records) == [f"p1-{seq:06d}" for seq in range(1, 21)]
