@@ -64,6 +64,8 @@ def produce(
             while not send_now(push, data):
                 push.poll(100, zmq.POLLOUT)
                 connected = count_consumers(monitor, connected, name)
+            if not connected:  # a rider took it, but its handshake's event can trail by a moment
+                connected = count_consumers(monitor, connected, name, wait_ms=100)
             sent += 1
             print(
                 f"{name}: sent {order['order_id']} {order['restaurant']} -> {order['address']} "
