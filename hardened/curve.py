@@ -19,16 +19,19 @@ run.py is killed. Each setup call must run before bind() or connect().
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hardened.cli import SetupError, error, is_loopback
 
 import zmq
-import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
+
+# zmq.auth comes in only where a key is read or checked: its thread brings asyncio, about
+# 60 ms of start-up that every rider without --curve would pay (10 of them per run.py).
+if TYPE_CHECKING:
+    from zmq.auth.thread import ThreadAuthenticator
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class ServerKeys:
             raise SetupError(f"--curve-allow {allow_dir} is a file, expected a directory of NAME.key files")
         # pyzmq's own directory reading only logs a key file it cannot read, and then
         # refuses everyone: read them here, to say so and stop.
+        import zmq.auth
+
         try:
             allowed = frozenset(zmq.auth.load_certificates(allow_dir))
         except (OSError, ValueError) as exc:
@@ -122,6 +127,8 @@ def load_keys(path: str, expected: str) -> tuple[bytes, bytes | None]:
         raise SetupError(f"cannot read the key file {path}: is a directory, expected a {expected} file")
     if not os.path.isfile(path):
         raise SetupError(f"cannot read the key file {path}: no such file")
+    import zmq.auth
+
     try:
         return zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:
@@ -152,6 +159,10 @@ def curve_server(ctx: zmq.Context, push: zmq.Socket, keys: ServerKeys) -> Thread
     )
     # The authenticator answers libzmq's ZAP requests from a thread of this process,
     # asking keys.callback() about each rider's public key: no file involved.
+    import asyncio
+
+    from zmq.auth.thread import ThreadAuthenticator
+
     if sys.platform == "win32":
         # Its thread runs an asyncio loop, and Windows' default (Proactor) loop cannot
         # watch a ZeroMQ socket without tornado: the thread died at its first request and

@@ -84,6 +84,10 @@ LONGEST = (
     "rider_paused_for_10_s",
     "starting_5_s_late",
     "early_ctrl_c_to_the_whole_group_ends_run_py",
+    "run_py_with_its_defaults_delivers",
+    "test_arbitrary_json",
+    "far_behind_stays_connected",
+    "silent_waits_are_said_once",
     "every_order[scripts]",  # the quick benchmark's halves (CI's own step): apart too
 )
 

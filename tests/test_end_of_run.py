@@ -14,6 +14,7 @@ import re
 import signal
 
 import psutil
+import pytest
 from conftest import Script, Scripts, posix_signals, wait_until
 from test_faults import riders_alone
 from test_run import report_rows
@@ -47,6 +48,7 @@ def held(processes: list[psutil.Process]) -> None:
         process.suspend()
 
 
+@pytest.mark.slow  # 12 s, mostly the pause: CI's own step, python -m pytest -m slow
 @posix_signals  # SIGSTOP / SIGCONT
 def test_a_rider_paused_for_10_s_delivers_its_orders_and_the_run_ends_exactly_once(scripts: Scripts) -> None:
     run = scripts(*RUN, "--consumers", "3", "--orders", "15", "--speed", "0.3")
@@ -66,6 +68,7 @@ def test_a_rider_paused_for_10_s_delivers_its_orders_and_the_run_ends_exactly_on
     run.assert_no_process_left(workers=3)
 
 
+@pytest.mark.slow  # 10 s, mostly the late start
 @posix_signals  # SIGSTOP / SIGCONT
 def test_every_rider_starting_5_s_late_still_gets_every_order_delivered_once(scripts: Scripts) -> None:
     """The defaults, with each rider held from the moment it is seen (the test looks
