@@ -197,6 +197,7 @@ def completion_record(order: dict, rider: str, received_at: str) -> dict:
         "consumer": rider,
         "restaurant": order["restaurant"],
         "delivery_s": order["delivery_s"],
+        "created_at": order["created_at"],  # sent: the timeline draws the wait from here to received_at
         "received_at": received_at,
         "done_at": utc_now(),
     }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import islice
 
 from hardened.cli import say
@@ -92,6 +93,7 @@ class Results:
     ledger: Ledger
     dead: list[str] = field(default_factory=list)  # riders that died before we stopped them
     killed: str = ""  # the rider --crash-consumer killed
+    killed_at: datetime | None = None  # and when
     holding: dict[str, str] = field(default_factory=dict)  # rider -> the order it took and had not done
     fates: dict[str, str] = field(default_factory=dict)  # producer -> "" (sent all), "running", "died of SIGKILL"...
     gave_up: bool = False  # run.py ended with every living rider run dry (sink.nothing_more_to_come)
@@ -129,7 +131,8 @@ def record_or_reason(data: bytes) -> dict | str:
     delivery_s = record.get("delivery_s")
     if not (is_number(delivery_s) and 0 <= delivery_s <= MAX_DELIVERY_S):
         return f"'delivery_s' not a number from 0 to {MAX_DELIVERY_S:g}"
-    if aware_time(record["received_at"]) is None or aware_time(record["done_at"]) is None:
+    times = [record["received_at"], record["done_at"], *([record["created_at"]] if "created_at" in record else [])]
+    if not all(aware_time(at) is not None for at in times):
         return "a time that is not ISO-8601 with a UTC offset"
     record["delivery_s"] = float(delivery_s)
     return record

@@ -54,7 +54,7 @@ def collect(
     while not ledger.complete() and not stop.is_set():
         taken = sink.poll(POLL_MS) and take_records(sink, ledger, view, args.speed, where)
         if taken and args.crash_consumer and not results.killed and ledger.delivered >= ledger.expected // 4:
-            results.killed = crash_rider(riders[0], view)
+            results.killed, results.killed_at = crash_rider(riders[0], view), datetime.now(timezone.utc)
         if view:
             view.draw()
             if view.output_closed:
