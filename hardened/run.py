@@ -53,8 +53,9 @@ from hardened import cli, consumer, producer
 from hardened.curve import ServerKeys, make_keys
 from hardened.heartbeats import read_without_limit
 from hardened.liveview import PlainView, TerminalView, View, ansi_terminal
+from hardened.moments import Run, the_run
 from hardened.orders import add_delivery_option
-from hardened.report import MAX_RECORD_BYTES, Ledger, Results, report
+from hardened.report import MAX_RECORD_BYTES, Ledger, Results, report, whereabouts
 from hardened.sink import collect
 from hardened.stopping import POLL_MS, StopFlag, child_stop, join_or_kill, shielded_children
 from hardened.timeline import write_timeline
@@ -250,6 +251,18 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"run.py: cannot write the timeline: {exc}")
         say(f"timeline: {args.timeline}")
     return 0 if ok else 1
+
+
+def pictured_run(results: Results, riders: list[str], producers: list[str]) -> Run:
+    """The run as the timeline and the trace draw it: every delivery's moments, and
+    the crash (--crash-consumer) with the orders lost with it, as the report counts them."""
+    crash = None
+    if results.killed and results.killed_at:
+        mine = f"lost with {results.killed} "
+        lost = [group for label, group in whereabouts(results).items() if label.startswith(mine)]
+        ids = [order_id for _, shown in lost for order_id in shown]
+        crash = (results.killed, results.killed_at, ids, sum(count for count, _ in lost))
+    return the_run(results.ledger.records or [], riders, producers, results.dead, crash)
 
 
 def timeline_title(args: argparse.Namespace) -> str:
