@@ -241,8 +241,12 @@ class Script:
         self.proc.kill()
 
     def wait(self, timeout: float = 10.0) -> int:
-        """Wait for exit, and for the readers to drain the output."""
-        code = self.proc.wait(timeout)
+        """Wait for exit, and for the readers to drain the output. Past the timeout,
+        the test fails with what the process printed so far."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{list(self.args)} still running after {timeout:g} s; {self.tail()}")
         for reader in self._readers:
             reader.join(timeout)
         return code

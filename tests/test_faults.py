@@ -11,7 +11,6 @@ import random
 import re
 import signal
 import socket
-import subprocess
 
 import psutil
 import pytest
@@ -172,10 +171,7 @@ def test_a_signal_at_any_moment_ends_run_py_cleanly(scripts, signum: signal.Sign
         run.signal_group(signum)
     else:
         run.signal(signum)
-    try:
-        code = run.wait(timeout=3)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"run.py still running 3 s after {signum.name}:\n{run.output}")
+    code = run.wait(timeout=3)  # past it, the test fails with what run.py printed
     assert not our_frames(run.output), run.output  # no traceback through this project's code
     if signal_while_python_starts(code, run.output, signum):
         run.assert_no_process_left(workers=0)
