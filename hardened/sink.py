@@ -211,6 +211,8 @@ def nothing_more_to_come(
     the riders by then), and every living rider has said 'idle' from SETTLE_S after
     that on, the living riders hold nothing and have nothing queued; what is missing was
     lost with a dead rider, never sent by a producer that failed, or lost on the way."""
+    if results.ledger.complete():  # the last record came in this very round: nothing to give up
+        return ""
     missing = plural(results.ledger.expected - results.ledger.accounted, "order")
     living = [rider.name for rider in riders if rider.exitcode is None]
     if not living:

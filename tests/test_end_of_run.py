@@ -10,14 +10,22 @@ killed outright, as life does it.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import psutil
 import pytest
 from conftest import Script, Scripts, posix_signals, wait_until
 from test_faults import riders_alone
+from test_hostile import an_order
 from test_run import report_rows
+
+from hardened.orders import completion_record, utc_now
+from hardened.report import Ledger, Results
+from hardened.sink import SETTLE_S, Whereabouts, nothing_more_to_come
 
 RUN = ("-m", "hardened.run")
 LINE = re.compile(r"^\s*(.+?) \((\d+)\): (.*)$")  # a report line: label (count): ids
@@ -173,3 +181,19 @@ def test_ctrl_c_mid_run_says_where_each_missing_order_is(scripts: Scripts) -> No
     assert sorted(missing + delivered_ids(run)) == sorted(all_ids("p1", 18)), run.output
     assert being_delivered and queued, run.output  # mid-run: riders on a ride, and orders queued
     run.assert_no_process_left(workers=3)
+
+
+def test_the_last_record_and_every_idle_in_one_round_give_up_on_nothing() -> None:
+    """Once, a run that went well could end with 'gave up on 0 orders' on stderr: the last
+    record and every rider's 'idle' came in the round in which collect() finished."""
+    producer_done = datetime.now(timezone.utc) - timedelta(seconds=SETTLE_S + 1)
+    results = Results(Ledger({"p1": 1}))
+    results.ledger.add(completion_record(an_order(seq=1), "rider-1", utc_now()), 1.0)
+    where = Whereabouts(["rider-1"], None)
+    where.take(json.dumps({"event": "idle", "consumer": "rider-1", "at": utc_now()}).encode())
+    alive = SimpleNamespace(name="rider-1", exitcode=None)  # what collect() reads of a process
+    exited = SimpleNamespace(name="p1", exitcode=0)
+    args = SimpleNamespace(interval=0.0, consumers=1)
+    assert results.ledger.complete() and where.ran_dry("rider-1", producer_done)
+    why = nothing_more_to_come(results, where, [alive], [exited], {"p1": producer_done}, None, args)  # type: ignore[list-item, arg-type]
+    assert why == ""

@@ -36,6 +36,7 @@ def check_even_spread(run: Script, orders: int, consumers: int) -> None:
     flooded = any(line.startswith("run.py: riders delivered") for line in run.stdout)
     assert len(lines) == orders or (flooded and len(lines) < orders), run.stdout
     assert "Traceback" not in run.output
+    assert not run.stderr, run.stderr  # a run that went well complains of nothing (once: "gave up on 0 orders")
     run.assert_no_process_left(workers=consumers + 1)
 
 
