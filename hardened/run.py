@@ -15,6 +15,7 @@ for it stops the riders and prints who delivered what.
     python -m hardened.run --producers 2 --orders 30  # fair queueing across producers
     python -m hardened.run --speed 0 --orders 10000   # no simulated delivery time
     python -m hardened.run --timeline run.svg         # and a picture of who delivered what, when
+    python -m hardened.run --trace run.json           # the same run to zoom into: https://ui.perfetto.dev
 
 On a terminal a live view shows a bar per rider while it runs; elsewhere (a pipe, a
 file) a line per delivery, or a summary a second in a flood.
@@ -59,6 +60,7 @@ from hardened.report import MAX_RECORD_BYTES, Ledger, Results, report, whereabou
 from hardened.sink import collect
 from hardened.stopping import POLL_MS, StopFlag, child_stop, join_or_kill, shielded_children
 from hardened.timeline import write_timeline
+from hardened.trace import write_trace
 
 LOOPBACK_ANY_PORT = "tcp://127.0.0.1:0"  # port 0: the OS picks a free one
 JOIN_TIMEOUT_S = 1.5  # how long a stopped child may take before it is killed
@@ -212,11 +214,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--start-method", choices=START_METHODS, default=START_METHODS[0], help=start)
     parser.add_argument("--quiet", action="store_true", help="no live view or line per delivery: the report alone")
     timeline = "write a timeline of the run (an SVG: who delivered what, when) to FILE"
-    parser.add_argument("--timeline", type=svg_file, metavar="FILE.svg", help=timeline)
+    parser.add_argument("--timeline", type=file_in_existing_dir, metavar="FILE.svg", help=timeline)
+    trace = "write the run as a Chrome trace (JSON, for https://ui.perfetto.dev or chrome://tracing) to FILE"
+    parser.add_argument("--trace", type=file_in_existing_dir, metavar="FILE.json", help=trace)
     return parser.parse_args(argv)
 
 
-def svg_file(text: str) -> Path:
+def file_in_existing_dir(text: str) -> Path:
+    """A file to write (--timeline, --trace) in a folder that is there: checked before the run, not after."""
     path = Path(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"no such directory for {text}")
@@ -229,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     producers = [f"p{index}" for index in range(1, args.producers + 1)]
     riders = rider_names(args)
-    ledger = Ledger(dict.fromkeys(producers, args.orders), keep_records=bool(args.timeline))
+    ledger = Ledger(dict.fromkeys(producers, args.orders), keep_records=bool(args.timeline or args.trace))
     view = None if args.quiet else TerminalView(riders, ledger.expected) if ansi_terminal(sys.stdout) else PlainView()
     if args.start_method == "forkserver":
         multiprocessing.set_forkserver_preload(FORKSERVER_PRELOAD)
@@ -250,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             return fail(f"run.py: cannot write the timeline: {exc}")
         say(f"timeline: {args.timeline}")
+    if args.trace:
+        try:
+            write_trace(args.trace, pictured_run(results, riders, producers))
+        except OSError as exc:
+            return fail(f"run.py: cannot write the trace: {exc}")
+        say(f"trace: {args.trace}")
     return 0 if ok else 1
 
 
