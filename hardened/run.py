@@ -248,10 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     if stop.is_set():
         error(f"run.py: interrupted, {ledger.delivered} of {ledger.expected} orders delivered")
         return 130
-    if args.timeline and ledger.records is not None:
-        work = sum(ledger.busy.values())
+    if args.timeline:
+        title, subtitle = timeline_titles(args, ledger, results)
         try:
-            write_timeline(args.timeline, ledger.records, riders, producers, work / len(riders), timeline_title(args))
+            write_timeline(args.timeline, pictured_run(results, riders, producers), title, subtitle)
         except OSError as exc:
             return fail(f"run.py: cannot write the timeline: {exc}")
         say(f"timeline: {args.timeline}")
@@ -276,12 +276,22 @@ def pictured_run(results: Results, riders: list[str], producers: list[str]) -> R
     return the_run(results.ledger.records or [], riders, producers, results.dead, crash)
 
 
-def timeline_title(args: argparse.Namespace) -> str:
-    low, high = args.delivery
-    return (
-        f"{plural(args.producers, 'producer')}, {args.consumers} riders, {args.orders} orders each, "
-        f"delivery {low:g}-{high:g} s x speed {args.speed:g}"
+def timeline_titles(args: argparse.Namespace, ledger: Ledger, results: Results) -> tuple[str, str]:
+    """What happened, for the timeline's title: how many orders each producer sent and
+    how many each rider delivered; then how the run was set up."""
+    counts = [ledger.orders[name] for name in rider_names(args)]
+    each = f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)} to {max(counts)}"
+    title = (
+        f"{plural(args.producers, 'producer')} x {plural(args.orders, 'order')}, "
+        f"{plural(args.consumers, 'rider')}: {each} {'order' if each == '1' else 'orders'} per rider"
     )
+    low, high = args.delivery
+    setup = [f"deliveries of {low:g}-{high:g} s x speed {args.speed:g}"]
+    if args.interval:
+        setup.append(f"an order every {args.interval:g} s")
+    if results.killed:
+        setup.append(f"{results.killed} killed on purpose (--crash-consumer)")
+    return title, "; ".join(setup)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from test_scripts import start_consumer
 
 import consumer as first_read
+from hardened.moments import the_run
 from hardened.orders import MAX_DELIVERY_S, InvalidOrder, completion_record, make_orders, parse_order, utc_now
 from hardened.report import record_or_reason
 from hardened.timeline import timeline_svg
@@ -275,9 +276,11 @@ def test_the_timeline_escapes_what_a_record_carries() -> None:
     record = completion_record(an_order(restaurant=text), "rider-1", utc_now())
     checked = record_or_reason(json.dumps(record).encode())
     assert isinstance(checked, dict)
-    svg = timeline_svg([checked], ["rider-1"], ["p1"], 1.0, title="t")
-    tooltip = ET.fromstring(svg.encode()).find(".//{http://www.w3.org/2000/svg}title")
-    assert tooltip is not None and tooltip.text is not None and tooltip.text.startswith(f"p1-000001 {text}, ")
+    svg = timeline_svg(the_run([checked], ["rider-1"], ["p1"]), title="t")
+    bar = ET.fromstring(svg.encode()).find(".//{http://www.w3.org/2000/svg}rect[@class='delivery']")
+    assert bar is not None
+    tooltip = bar.findtext("{http://www.w3.org/2000/svg}title") or ""
+    assert tooltip.startswith(f"rider-1: p1-000001 from {text}; ")
 
 
 # --- property tests: whatever the JSON, a verdict, never an exception ---
@@ -394,4 +397,4 @@ def test_the_sink_never_raises_and_what_it_takes_is_usable(data: bytes) -> None:
     assert all(isinstance(record[name], str) and record[name].isprintable() for name in names)
     assert isinstance(record.get("restaurant", ""), str) and record.get("restaurant", "").isprintable()
     assert isinstance(record["delivery_s"], float) and 0 <= record["delivery_s"] <= MAX_DELIVERY_S
-    timeline_svg([record], ["rider-1"], [record["producer"]], 1.0)  # the timeline takes it
+    timeline_svg(the_run([record], ["rider-1"], [record["producer"]]))  # the timeline takes it

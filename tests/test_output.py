@@ -516,15 +516,20 @@ def test_run_py_timeline_draws_a_bar_per_delivery_that_agrees_with_the_report(sc
             total += end - start
             line = deliveries[order_id]  # the line run.py printed for it: who, from where, how long
             assert line[1] == rider and bar.get("data-producer") == "p1"
-            title = re.fullmatch(r"(p1-\d{6}) (.+), (\d+\.\d\d) s", bar.findtext(f"{SVG}title") or "")
-            assert title, bar.findtext(f"{SVG}title")
-            assert (title[1], title[2]) == (order_id, line[3])
-            assert abs(float(title[3]) - (end - start)) <= 0.005 + 1e-6
-            assert abs(float(title[3]) - float(line[4])) <= 0.01 + 1e-6
+            tooltip = bar.findtext(f"{SVG}title") or ""
+            title = re.fullmatch(r"(rider-\d): (p1-\d{6}) from (.+); sent .*, rode (\d+\.\d\d) s", tooltip)
+            assert title, tooltip
+            assert (title[1], title[2], title[3]) == (rider, order_id, line[3])
+            assert abs(float(title[4]) - (end - start)) <= 0.005 + 1e-6
+            assert abs(float(title[4]) - float(line[4])) <= 0.01 + 1e-6
+            sent = float(bar.get("data-sent", ""))
+            assert 0 <= sent <= start, (order_id, sent, start)  # sent before it was taken
             seen.append(order_id)
         # A bar lasts from pick-up to drop-off: at least the ride (busy s), and a little more.
         assert busy - 0.01 <= total <= busy + 0.1 * orders + 0.3, (rider, total, busy)
     assert sorted(seen) == ORDERS  # one bar per delivered order
+    # The title says what happened: 12 orders from one producer, 3 per rider.
+    assert root.findtext(f".//{SVG}text[@class='title']") == "1 producer x 12 orders, 4 riders: 3 orders per rider"
 
 
 def test_run_py_timeline_in_a_missing_folder_is_a_usage_error(scripts: Scripts, tmp_path: Path) -> None:
