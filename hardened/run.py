@@ -248,16 +248,17 @@ def main(argv: list[str] | None = None) -> int:
     if stop.is_set():
         error(f"run.py: interrupted, {ledger.delivered} of {ledger.expected} orders delivered")
         return 130
-    if args.timeline:
+    pictured = pictured_run(results, riders, producers) if args.timeline or args.trace else None
+    if args.timeline and pictured:
         title, subtitle = timeline_titles(args, ledger, results)
         try:
-            write_timeline(args.timeline, pictured_run(results, riders, producers), title, subtitle)
+            write_timeline(args.timeline, pictured, title, subtitle)
         except OSError as exc:
             return fail(f"run.py: cannot write the timeline: {exc}")
         say(f"timeline: {args.timeline}")
-    if args.trace:
+    if args.trace and pictured:
         try:
-            write_trace(args.trace, pictured_run(results, riders, producers))
+            write_trace(args.trace, pictured)
         except OSError as exc:
             return fail(f"run.py: cannot write the trace: {exc}")
         say(f"trace: {args.trace}")
