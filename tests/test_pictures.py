@@ -41,6 +41,7 @@ class Shown:
     taken: dict[str, tuple[str, float]] = field(default_factory=dict)  # order number -> (rider, when taken)
     ideal: float = 0.0
     subtitle: str = ""
+    killed: tuple[str, float, int] | None = None  # rider, when, orders lost with it
 
 
 def shown(path: Path) -> Shown:
@@ -59,6 +60,11 @@ def shown(path: Path) -> Shown:
     assert ideal is not None
     picture.ideal = float(ideal.get("data-seconds", ""))
     picture.subtitle = root.findtext(f".//{SVG}text[@class='subtitle']") or ""
+    for row in root.findall(f".//{SVG}g[@class='rider']"):
+        crash = row.find(f"{SVG}line[@class='crash']")
+        lost = re.search(r"lost (\d+) order", row.findtext(f"{SVG}text[@class='crash-label']") or "")
+        if crash is not None and lost:
+            picture.killed = (row.get("data-rider", ""), float(crash.get("data-seconds", "")), int(lost[1]))
     return picture
 
 
@@ -93,7 +99,7 @@ def check_claims(text: str, picture: Shown) -> list[str]:
                 wrong.append(f"{match[0]!r}, but the picture shows otherwise")
             checked.update(SECONDS.findall(match[0]))
 
-    claim(r"(\d+) riders", lambda n: int(n) == len(picture.riders))
+    claim(r"(\d+) riders(?! that lived)", lambda n: int(n) == len(picture.riders))
     claim(r"(\d+) orders each", lambda n: set(picture.orders.values()) == {int(n)})
     claim(
         r"riders finish between (\d+\.\d+) s and (\d+\.\d+) s",
@@ -106,6 +112,11 @@ def check_claims(text: str, picture: Shown) -> list[str]:
         lambda n, r, s: picture.taken[n][0] == r and same(s, picture.taken[n][1]) and picture.finish[r] > float(s),
     )
     claim(r"the run ends at (\d+\.\d+) s", lambda s: same(s, finishes[-1]))
+    killed = picture.killed or ("", -1.0, -1)
+    claim(r"(rider-\d+) (?:was )?killed at (\d+\.\d+) s", lambda r, s: r == killed[0] and same(s, killed[1]))
+    claim(r"after (\d+) deliver(?:y|ies)", lambda n: int(n) == picture.orders.get(killed[0]))
+    claim(r"(\d+) orders were lost with it", lambda n: int(n) == killed[2])
+    claim(r"the (\d+) riders that lived", lambda n: int(n) == len(picture.riders) - bool(picture.killed))
     wrong += [f"{said!r} is said of the picture, and no rule here checks it" for said in SECONDS.findall(text)]
     return [problem for problem in wrong if not any(f"'{s}'" in problem for s in checked)]
 
