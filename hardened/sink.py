@@ -73,6 +73,8 @@ def collect(
             if rider.exitcode is not None and rider.name not in results.dead:
                 results.dead.append(rider.name)
                 died_at = now
+                if view:  # its line in the live view says so, as the report will
+                    view.rider_ended(rider.name, "killed" if rider.name == results.killed else "died")
                 if rider.name != results.killed:
                     complain(view, f"run.py: {rider.name} {fate(rider.exitcode)}")
         why = nothing_more_to_come(results, where, riders, producers, ended, died_at, args)
@@ -126,12 +128,19 @@ class Whereabouts:
             self.holding[rider] = order_id
             self.idle_at.pop(rider, None)
             self.taken_at = datetime.now(timezone.utc)
+            self.heard_from(rider)
         elif event == "idle" and at is not None:
             self.holding.pop(rider, None)
             self.idle_at[rider] = at
+            self.heard_from(rider)
         else:
             self.ignore(f"event {event!r}" if isinstance(event, str) and event.isprintable() else "an event")
         return True
+
+    def heard_from(self, rider: str) -> None:
+        """The live view marks a rider it has not heard from for a while: this is word from it."""
+        if self.view:
+            self.view.heard_from(rider)
 
     def ignore(self, why: str) -> None:
         self.ignored += 1

@@ -10,9 +10,11 @@ processes are waited on with deadlines.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
+import shlex
 import shutil
 import subprocess
 import sys
@@ -27,12 +29,15 @@ from typing import IO, Any
 
 from hardened.cli import LINES_PER_S, Pacer
 
+import psutil
 import pytest
-from conftest import TAG_VARIABLE, Script, Scripts, wait_until
-from test_liveview import Clock, Screen, Terminal, posix_pty, rider_lines
+from conftest import TAG_VARIABLE, Script, Scripts, tagged_processes, wait_until
+from test_liveview import PROGRESS, Clock, Screen, Terminal, posix_pty, rider_lines
+from test_liveview import VIEW_RIDER as VIEW_LINE
 from test_scripts import start_consumer, start_producer
 
 from hardened import cli
+from hardened.liveview import BAR_MAX
 
 SVG = "{http://www.w3.org/2000/svg}"
 REPORT_HEADER = "rider      orders  busy s"  # report.report(): f"{'rider':<10}{'orders':>7}{'busy s':>8}"
@@ -374,7 +379,7 @@ def test_run_py_on_a_terminal_shows_a_live_view_then_the_report(on_terminal) -> 
     run.assert_no_process_left(workers=4)
     # The view replaced the line per delivery, drawing over itself (cursor up, 4 riders and the progress).
     assert "delivered p1-" not in raw and "riders delivered" not in raw, raw
-    assert "\x1b[5A" in raw and "Traceback" not in raw, raw
+    assert "\x1b[6A" in raw and "Traceback" not in raw, raw  # back to the frame's first line
 
     screen = Screen(width=100)  # fails on any line wider than the terminal, or an escape it does not know
     screen.play(raw)
@@ -384,9 +389,11 @@ def test_run_py_on_a_terminal_shows_a_live_view_then_the_report(on_terminal) -> 
     riders = rider_lines(screen)
     assert list(riders) == ["rider-1", "rider-2", "rider-3", "rider-4"]
     assert {count for count, _ in riders.values()} == {3}, lines
-    assert len({bar for _, bar in riders.values()}) == 1 and riders["rider-1"][1] > 100 // 2, lines
-    # Above the view, what run.py said meanwhile; below it, the progress, then the report.
-    notes = lines[: view[0]]
+    assert {bar for _, bar in riders.values()} == {BAR_MAX}, lines  # equal, and full: each its fair share
+    # Above the view, what run.py said meanwhile; atop it, what its bars count; below it, the
+    # progress, then the report.
+    assert lines[view[0] - 1] == "orders delivered (a full bar: 3, a fair share)", lines
+    notes = lines[: view[0] - 1]
     assert re.fullmatch(r"run\.py: p1 bound tcp://127\.0\.0\.1:\d+; starting 4 riders", notes[0]), lines
     assert set(notes[1:]) <= {"run.py: p1 sent its 12 orders and exited"}, lines
     progress = view[-1] + 1
@@ -464,7 +471,8 @@ def test_run_py_stops_promptly_when_its_terminal_goes_away(
             assert run.proc.poll() is None, f"run.py exited ({run.proc.returncode}): {run.received!r}"
             run.processes()
             run.read(0.05)
-            return len(run.workers_seen) >= 5 and run.received.endswith(b"\x1b[J") and b"rider-4" in run.received
+            drawn = re.search(rb"\x1b\[J\x1b\[\d+A$", run.received)  # a whole frame, the cursor back on its top line
+            return len(run.workers_seen) >= 5 and bool(drawn) and b"rider-4" in run.received
 
         wait_until(drawing_with_every_rider, 15, lambda: f"a frame with every rider: {run.received[-300:]!r}")
         run.terminal.hang_up()
@@ -481,6 +489,69 @@ def test_run_py_stops_promptly_when_its_terminal_goes_away(
     if stderr_to_file:
         said = (tmp_path / "stderr.txt").read_text()
         assert "Traceback" not in said and "Exception" not in said, said
+
+
+def test_run_py_in_tmux_leaves_one_frame_after_a_resize_and_none_in_the_scrollback(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """run.py in a real terminal: 30 riders in an 80x24 tmux pane (more than a frame has
+    room for), shrunk to 60x16 while the view is up. tmux pushes lines into its scrollback
+    when a line feed scrolls the pane, when erase-below starts from the top-left corner,
+    and when a shorter pane has no room; `capture-pane -S -` shows the scrollback and the
+    pane: one frame in all, the last one, right above the report."""
+    tmux = shutil.which("tmux")
+    if not tmux:
+        pytest.skip("no tmux here: the test needs a real terminal (apt-get install tmux)")
+    tag = uuid.uuid4().hex  # what everything in the pane carries, to be killed at the end
+    env = {**os.environ, TAG_VARIABLE: tag, "TERM": "xterm-256color", "PYTHONUNBUFFERED": "1"}
+    env.pop("TMUX", None)  # a test run from inside tmux starts its own server all the same
+    config = tmp_path / "tmux.conf"
+    config.write_text("set -g status off\nset -g history-limit 5000\n")  # scroll-on-clear: on, its default
+    status = tmp_path / "status"
+    command = [sys.executable, "-m", "hardened.run", "--consumers", "30", "--orders", "60", "--speed", "0.4"]
+    shell = f"{shlex.join(command)}; echo $? > {shlex.quote(str(status))}; printf END; exec sleep 60"
+    server = [tmux, "-L", f"pipeline-test-{tag[:12]}", "-f", str(config)]
+    cwd = request.config.getoption("--scripts-dir")
+
+    def capture(*whole: str) -> str:
+        return subprocess.run(
+            [*server, "capture-pane", "-p", *whole], capture_output=True, text=True, check=True
+        ).stdout
+
+    def mid_run() -> str | None:
+        """The pane, once the view is up with deliveries to come."""
+        pane = capture()
+        return pane if re.search(r"^delivered ([1-5]?\d)/60, ", pane, re.M) else None
+
+    try:
+        subprocess.run(
+            [*server, "new-session", "-d", "-x", "80", "-y", "24", "-c", cwd, "sh", "-c", shell], env=env, check=True
+        )
+        # The view is up with deliveries to come: then the window shrinks.
+        shown = wait_until(mid_run, 15, "a frame with deliveries to come")
+        subprocess.run([*server, "resize-window", "-x", "60", "-y", "16"], check=True)
+        wait_until(lambda: status.exists() and status.read_text().strip(), 20, "run.py to end")
+        wait_until(lambda: capture().rstrip().endswith("END"), 10, "END at the end of the pane")
+        everything = capture("-S", "-", "-E", "-").rstrip().split("\n")
+    finally:
+        subprocess.run([*server, "kill-server"], capture_output=True, timeout=30)
+        for process in tagged_processes(tag):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+    text = "\n".join(everything)
+    assert status.read_text().strip() == "0", text
+    before = shown.split("\n")
+    top = next(index for index, line in enumerate(before) if line.startswith("orders delivered"))
+    bottom = next(index for index, line in enumerate(before) if PROGRESS.fullmatch(line))
+    assert bottom - top + 1 == 24 - 2, shown  # as tall as a frame may be: never the pane's top row at its bottom
+    headers = [i for i, line in enumerate(everything) if line.startswith("orders delivered")]
+    assert len(headers) == 1, f"a stale frame:\n{text}"
+    frame = everything[headers[0] : everything.index(REPORT_HEADER)]
+    assert len(frame) == 16 - 2 and frame[-1].startswith("delivered 60/60, "), text  # drawn for the new height
+    view_rows = [line for line in everything if VIEW_LINE.fullmatch(line)]
+    assert len(view_rows) == len(frame) - 3, f"a stale rider line:\n{text}"  # the riders shown, and no other
+    assert not any(PROGRESS.fullmatch(line) for line in everything if line != frame[-1]), text
+    assert all(line.startswith("run.py: ") for line in everything[: headers[0]]), text  # above it: notes only
 
 
 # --- run.py --timeline ---
