@@ -2,8 +2,11 @@
 
 The view writes to a pseudo-terminal (the pty module), the test reads what a terminal
 would receive from the other end and plays it on a small screen emulator: the final
-screen is what a person would see. Nothing here sleeps: the view's clock is a fake, and
-reading waits for a mark written after the view's output (or fails at a deadline).
+screen is what a person would see, and its scrollback what they would find scrolling
+up. The emulator resizes as tmux does, and a test holds it to that: the same bytes and
+resizes in a real tmux pane leave the same rows. Nothing here sleeps: the view's clock
+is a fake, and reading waits for a mark written after the view's output, or for tmux to
+show what is expected (or fails at a deadline).
 """
 
 from __future__ import annotations
@@ -13,15 +16,19 @@ import io
 import os
 import re
 import select
+import shutil
 import struct
+import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 import pytest
+from conftest import wait_until
 
 from hardened.liveview import BAR_MAX, QUIET_S, TerminalView, ansi_terminal
 
@@ -498,6 +505,82 @@ def test_riders_beyond_the_windows_height_are_summed_up_in_a_line(terminal: Term
     assert list(rider_lines(window.screen)) == riders[:3]
     assert shown[-2] == "... and 17 more riders (a taller window shows them)"
     assert shown[-1].startswith("delivered 0/40")
+
+
+# A tmux pane's program: it writes to the pane each chunk the test sends down a FIFO (in
+# hex, a line each), as it comes: no waiting but on the FIFO.
+PANE = """import sys
+with open(sys.argv[1], "rb") as chunks:
+    for chunk in chunks:
+        sys.stdout.write(bytes.fromhex(chunk.decode()).decode())
+        sys.stdout.flush()
+"""
+NOTES = "".join(f"note {n}\n" for n in range(5))
+
+
+def block(lines: int, width: int = 84) -> str:
+    """Lines as a frame draws them: each erased, then written; the cursor back on the first."""
+    return "".join(f"\x1b[2KL{n:02d} {'#' * (width - 4)}\n" for n in range(lines)) + f"\x1b[{lines}A"
+
+
+@pytest.mark.parametrize(
+    "size, steps",
+    [
+        ((100, 30), [NOTES + block(12), (100, 10), "X"]),  # shorter: the rows under the cursor go first
+        ((100, 20), ["".join(f"n{n}\n" for n in range(30)) + block(12), (60, 15), "X", (100, 25), "Y"]),
+        ((100, 30), [NOTES + block(12).rsplit("\x1b[", 1)[0], (60, 30), "X"]),  # re-wrapped, bottom kept
+        ((60, 10), ["".join(f"n{n}\n" for n in range(9)) + "\x1b[9A\x1b[Jafter"]),  # scroll-on-clear
+        ((100, 30), [NOTES + block(4, 74), (50, 30), "".join(f"\x1b[2KN{n} short\n" for n in range(8)), (100, 30)]),
+    ],
+    ids=["shorter", "narrower-shorter-taller", "narrower-cursor-below", "erase-below-top-left", "rewritten-rows"],
+)
+def test_the_screen_emulator_plays_what_tmux_shows(
+    tmp_path: Path, size: tuple[int, int], steps: list[str | tuple[int, int]]
+) -> None:
+    """Screen's scrollback and resizes are worth what they model: the same bytes and the
+    same resizes in a real tmux pane leave the same rows, scrollback included, and the
+    cursor in the same place."""
+    tmux = shutil.which("tmux")
+    if not tmux or sys.platform == "win32":
+        pytest.skip("no tmux here: the test compares the emulator with it (apt-get install tmux)")
+    fifo = tmp_path / "chunks"
+    os.mkfifo(fifo)
+    config = tmp_path / "tmux.conf"
+    config.write_text("set -g status off\nset -g history-limit 5000\n")
+    server = [tmux, "-L", f"pipeline-test-{uuid.uuid4().hex[:12]}", "-f", str(config)]
+    env = {key: value for key, value in os.environ.items() if key != "TMUX"}
+    screen = Screen(*size)
+
+    def pane() -> tuple[list[str], list[int]]:
+        rows = subprocess.run([*server, "capture-pane", "-p", "-S", "-", "-E", "-"], capture_output=True, text=True)
+        where = subprocess.run(
+            [*server, "display", "-p", "#{cursor_x} #{cursor_y} #{history_size}"], capture_output=True, text=True
+        )
+        return [row.rstrip() for row in rows.stdout.split("\n")[:-1]], [int(n) for n in where.stdout.split()]
+
+    def emulated() -> tuple[list[str], list[int]]:
+        return [row.text.rstrip() for row in screen.history + screen.rows], [
+            screen.col,
+            screen.row,
+            len(screen.history),
+        ]
+
+    width, height = size
+    command = [sys.executable, "-c", PANE, str(fifo)]
+    subprocess.run([*server, "new-session", "-d", "-x", str(width), "-y", str(height), *command], env=env, check=True)
+    try:
+        with open(fifo, "w") as chunks:
+            for step in steps:
+                if isinstance(step, str):
+                    chunks.write(step.encode().hex() + "\n")
+                    chunks.flush()
+                    screen.play(step.replace("\n", "\r\n"))  # as the pty passes it on
+                else:
+                    subprocess.run([*server, "resize-window", "-x", str(step[0]), "-y", str(step[1])], check=True)
+                    screen.resize(*step)
+                wait_until(lambda: pane() == emulated(), 5, lambda: f"tmux {pane()}\nemulated {emulated()}")
+    finally:
+        subprocess.run([*server, "kill-server"], capture_output=True, timeout=30)
 
 
 @posix_pty
