@@ -145,7 +145,8 @@ def report(results: Results, riders: list[str], producers: list[str], wall_s: fl
     busy = ledger.busy
     by_producer = len(producers) > 1
     # The bar shows busy time, not orders: equal counts can still be unequal work.
-    scale = BAR_WIDTH / max(max(busy.values(), default=0.0), 1e-9)
+    makespan = max(busy.values(), default=0.0)
+    scale = BAR_WIDTH / max(makespan, 1e-9)
     header = f"{'rider':<10}{'orders':>7}{'busy s':>8}" + "".join(f"{p:>6}" for p in producers if by_producer)
     say(header)
     for name in riders:
@@ -153,13 +154,18 @@ def report(results: Results, riders: list[str], producers: list[str], wall_s: fl
         fate = "" if name not in results.dead else "  (killed)" if name == results.killed else "  (died)"
         bar = "#" * round(busy[name] * scale)
         say(f"{name:<10}{ledger.orders[name]:>7}{busy[name]:>8.2f}{split_cols}  {bar}{fate}")
+    # Said, as the live view's header says its bars count orders: two charts, two measures.
+    say(
+        f"bars: busy seconds (a full bar: {makespan:.2f} s, the busiest rider)"
+        if makespan
+        else "bars: busy seconds (none: no rider was busy)"
+    )
 
     missing, missing_ids = ledger.missing()
     duplicated, duplicated_ids = ledger.duplicated()
     wrong = duplicated + ledger.unexpected_count
     counts = [ledger.orders[name] for name in riders if name not in results.dead]
     work = sum(busy.values())
-    makespan = max(busy.values(), default=0.0)
     say("")
     say(f"total orders: {ledger.expected} ({', '.join(producers)}), delivered {ledger.delivered}")
     groups = whereabouts(results)

@@ -42,6 +42,7 @@ from hardened.liveview import BAR_MAX
 SVG = "{http://www.w3.org/2000/svg}"
 REPORT_HEADER = "rider      orders  busy s"  # report.report(): f"{'rider':<10}{'orders':>7}{'busy s':>8}"
 REPORT_ROW = re.compile(r"(rider-\d+) +(\d+) +(\d+\.\d\d) +#*")
+REPORT_BARS = re.compile(r"bars: busy seconds \(a full bar: \d+\.\d\d s, the busiest rider\)")  # under the rows
 RUN_DELIVERY = re.compile(r"(rider-[1-4]) delivered (p1-\d{6}) from p1 \((.+)\) in (\d+\.\d\d) s")
 VIEW_RIDER = re.compile(r"rider-\d+ +\d+ ?#* *")  # a rider's line in the live view (test_liveview.rider_lines)
 ORDERS = [f"p1-{seq:06d}" for seq in range(1, 13)]  # run.py --orders 12, one producer
@@ -361,7 +362,8 @@ def assert_report(lines: list[str], riders: int, orders: int) -> None:
     table = report_table(lines[1 : riders + 1])
     assert sorted(table) == [f"rider-{n}" for n in range(1, riders + 1)], lines
     assert {count for count, _ in table.values()} == {orders // riders}, lines
-    assert lines[riders + 1 : riders + 4] == [
+    assert REPORT_BARS.fullmatch(lines[riders + 1]), lines  # what the bars show: not what the live view's did
+    assert lines[riders + 2 : riders + 5] == [
         "",
         f"total orders: {orders} (p1), delivered {orders}",
         "delivered exactly once: yes",
