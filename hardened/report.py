@@ -13,17 +13,21 @@ robin is by count, not by load).
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
+import textwrap
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 
-from hardened.cli import say
+from hardened.cli import say as print_line
 
 # ORDER_ID: orders.order_id()'s form, producer-seq, as a rider checks it too.
 from hardened.orders import MAX_DELIVERY_S, ORDER_ID, aware_time, is_number, printable, split_order_id
 
-BAR_WIDTH = 30  # characters in the busiest rider's bar in the report
+BAR_WIDTH = 30  # characters in the busiest rider's bar in the report (fewer in a narrow terminal)
 SHOWN_IDS = 20  # order ids listed by name in a line about missing or duplicated orders
 # The largest completion record the sink takes (its MAXMSGSIZE): a record is ~250
 # bytes. Anything bigger is nobody's record, and unbounded JSON nests past the parser's
@@ -138,22 +142,38 @@ def record_or_reason(data: bytes) -> dict | str:
     return record
 
 
-def report(results: Results, riders: list[str], producers: list[str], wall_s: float) -> bool:
+def report(results: Results, riders: list[str], producers: list[str], wall_s: float, width: int | None = None) -> bool:
     """Print the table and the summary. True if every order arrived exactly once, or
-    if the only orders missing can have died with a rider that was killed."""
+    if the only orders missing can have died with a rider that was killed.
+
+    `width`: the columns a line may take (0: any). By default the terminal's on stdout
+    (output_width): there a longer line wraps at a space, and the bars shrink to fit; in
+    a pipe or a file the lines are whole, for whoever reads them next."""
+    width = output_width() if width is None else width
+
+    def say(line: str) -> None:
+        for part in fit(line, width):
+            print_line(part)
+
     ledger = results.ledger
     busy = ledger.busy
     by_producer = len(producers) > 1
+    fates = {
+        name: "" if name not in results.dead else "  (killed)" if name == results.killed else "  (died)"
+        for name in riders
+    }
     # The bar shows busy time, not orders: equal counts can still be unequal work.
-    makespan = max(busy.values(), default=0.0)
-    scale = BAR_WIDTH / max(makespan, 1e-9)
     header = f"{'rider':<10}{'orders':>7}{'busy s':>8}" + "".join(f"{p:>6}" for p in producers if by_producer)
+    # In a narrow terminal the bars shrink, so that a row with its fate fits on one line.
+    room = width - len(header) - 2 - max((len(fate) for fate in fates.values()), default=0)
+    bar_width = max(min(BAR_WIDTH, room), 0) if width else BAR_WIDTH
+    makespan = max(busy.values(), default=0.0)
+    scale = bar_width / max(makespan, 1e-9)
     say(header)
     for name in riders:
         split_cols = "".join(f"{ledger.split[name][p]:>6}" for p in producers if by_producer)
-        fate = "" if name not in results.dead else "  (killed)" if name == results.killed else "  (died)"
         bar = "#" * round(busy[name] * scale)
-        say(f"{name:<10}{ledger.orders[name]:>7}{busy[name]:>8.2f}{split_cols}  {bar}{fate}")
+        say(f"{name:<10}{ledger.orders[name]:>7}{busy[name]:>8.2f}{split_cols}  {bar}{fates[name]}")
     # Said, as the live view's header says its bars count orders: two charts, two measures.
     say(
         f"bars: busy seconds (a full bar: {makespan:.2f} s, the busiest rider)"
@@ -196,6 +216,43 @@ def report(results: Results, riders: list[str], producers: list[str], wall_s: fl
     # Orders lost with the rider we killed on purpose are the demo; with any other
     # death, something went wrong.
     return not wrong and not other and (not missing or results.dead == [results.killed])
+
+
+def output_width() -> int:
+    """The columns a report line may take on stdout: one short of the terminal's width
+    (a line that reaches the last column wraps on some terminals), or 0 (any) where
+    stdout is no terminal."""
+    try:
+        if not sys.stdout.isatty():
+            return 0
+        columns = os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):  # closed, no file behind it, or no size to read
+        return 0
+    return max(columns - 1, 1) if columns else 0  # 0: a terminal that was never given a size
+
+
+# Spaces a wrapped line does not break at: between a number and its unit, so that no
+# line begins with a bare "s" or "riders" ("2.81 s", "10 riders").
+KEEP_TOGETHER = re.compile(r"(?<=\d) (?=(?:s|min|orders?|riders?)\b)")
+GLUE = "\xa0"  # a no-break space: textwrap splits at ASCII whitespace only
+CONTINUED = "    "  # the indent of a wrapped line's continuation, beyond the line's own
+
+
+def fit(line: str, width: int) -> list[str]:
+    """The line as it fits in `width` columns (0: any): wrapped at spaces, never inside a
+    number or an order id, each continuation indented. A word longer than the width
+    stays whole (the terminal wraps it)."""
+    if not width or len(line) <= width:
+        return [line]
+    indent = line[: len(line) - len(line.lstrip(" "))]
+    parts = textwrap.wrap(
+        KEEP_TOGETHER.sub(GLUE, line),
+        width,
+        subsequent_indent=indent + CONTINUED,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return [part.replace(GLUE, " ") for part in parts] or [line]
 
 
 def whereabouts(results: Results) -> dict[str, tuple[int, list[str]]]:

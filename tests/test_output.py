@@ -38,6 +38,7 @@ from test_scripts import start_consumer, start_producer
 
 from hardened import cli
 from hardened.liveview import BAR_MAX
+from hardened.report import CONTINUED, Ledger, Results, report
 
 SVG = "{http://www.w3.org/2000/svg}"
 REPORT_HEADER = "rider      orders  busy s"  # report.report(): f"{'rider':<10}{'orders':>7}{'busy s':>8}"
@@ -330,13 +331,14 @@ class TerminalScript(Script):
 
 @pytest.fixture
 def on_terminal(request: pytest.FixtureRequest) -> Iterator[Callable[..., TerminalScript]]:
-    """Start a script on a 30x100 pseudo-terminal of its own: on_terminal("-m", "hardened.run", ...).
-    Everything it started is killed at the end, and the terminal closed."""
+    """Start a script on a pseudo-terminal of its own, 30x100 unless told: on_terminal("-m",
+    "hardened.run", ..., columns=60). Everything it started is killed at the end, and the
+    terminal closed."""
     started: list[TerminalScript] = []
     cwd = Path(request.config.getoption("--scripts-dir"))
 
-    def start(*args: str, **kwargs: Any) -> TerminalScript:
-        terminal = Terminal(rows=30, columns=100)
+    def start(*args: str, rows: int = 30, columns: int = 100, **kwargs: Any) -> TerminalScript:
+        terminal = Terminal(rows=rows, columns=columns)
         try:
             script = TerminalScript(terminal, *args, cwd=cwd, **kwargs)
         except BaseException:
@@ -491,6 +493,75 @@ def test_run_py_stops_promptly_when_its_terminal_goes_away(
     if stderr_to_file:
         said = (tmp_path / "stderr.txt").read_text()
         assert "Traceback" not in said and "Exception" not in said, said
+
+
+def joined(lines: list[str]) -> list[str]:
+    """The report's lines as they were before a terminal's width wrapped them: a line
+    indented 4 more than the one before goes on from it (report.fit)."""
+    whole: list[str] = []
+    for line in lines:
+        indent = len(line) - len(line.lstrip(" "))
+        if whole and line.strip() and indent == len(whole[-1]) - len(whole[-1].lstrip(" ")) + len(CONTINUED):
+            whole[-1] += " " + line.strip()
+        else:
+            whole.append(line)
+    return whole
+
+
+@posix_pty
+def test_run_py_report_fits_a_60_column_terminal_and_wraps_at_spaces_only(on_terminal) -> None:
+    """A report wider than the terminal wrapped mid-number ("ideal time ... : 2.81" then
+    " s"); now every line is shorter than the width, the table's bars shrink to fit its
+    rows, and a longer line wraps between words, its continuation indented."""
+    args = ("--producers", "2", "--consumers", "3", "--orders", "6", "--speed", "0.05")
+    run = on_terminal("-m", "hardened.run", *args, columns=60)
+    raw = run.read_until_exit(timeout=20)
+    assert run.proc.returncode == 0, raw
+    run.assert_no_process_left(workers=3)
+    screen = Screen(width=60, wrap=True)  # run.py's notes are longer: a terminal wraps them
+    screen.play(raw)
+    header = screen.lines.index("rider      orders  busy s    p1    p2")  # the table, as in a pipe
+    report = screen.lines[header:-1]
+    assert all(len(line) < 60 for line in report), report  # none reaches the last column, where some terminals wrap
+    rows = [re.fullmatch(r"(rider-\d) +(\d+) +(\d+\.\d\d) +(\d+) +(\d+)  (#+)", line) for line in report[1:4]]
+    assert all(rows) and max(len(row[6]) for row in rows if row) == 59 - len(report[0]) - 2, report  # bars shrunk
+    assert any(line.startswith(CONTINUED) for line in report), report  # not vacuous: something wrapped
+    whole = joined(report)
+    assert REPORT_BARS.fullmatch(whole[4]), whole
+    assert whole[5:9] == [
+        "",
+        "total orders: 12 (p1, p2), delivered 12",
+        "delivered exactly once: yes",
+        "spread: max - min orders per rider = 0",
+    ], whole
+    # Wrapped between words only: put back together, each line is whole again, every number with its unit.
+    assert re.fullmatch(r"work delivered: \d+\.\d\d s; ideal time \(work / 3 riders\): \d+\.\d\d s", whole[-2]), whole
+    assert re.fullmatch(
+        r"wall time: \d+\.\d\d s; busiest rider: \d+\.\d\d s; run\.py overhead: -?\d+\.\d\d s", whole[-1]
+    ), whole
+    assert not any(re.match(rf"{CONTINUED}(s|riders?)\b", line) for line in report), report  # never a bare unit
+
+
+def test_report_in_a_narrow_terminal_keeps_a_killed_riders_row_whole(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """report() itself, told a width: the bars make room for '(killed)', and a long list
+    of lost orders wraps between ids, never inside one."""
+    ledger = Ledger({"p1": 8})
+    for seq, rider, seconds in [(1, "rider-1", 0.5), (2, "rider-2", 0.9), (4, "rider-2", 0.7)]:
+        ledger.add({"order_id": f"p1-{seq:06d}", "producer": "p1", "consumer": rider, "delivery_s": seconds}, 1.0)
+    results = Results(ledger, dead=["rider-1"], killed="rider-1", fates={"p1": ""}, gave_up=True)
+    results.holding = {"rider-1": "p1-000003"}
+    monkeypatch.setattr(cli, "MUTED", False)  # say() prints, whatever ran in this process before
+    report(results, ["rider-1", "rider-2"], ["p1"], wall_s=2.0, width=44)
+    lines = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 44 for line in lines), lines
+    assert re.fullmatch(r"rider-1 +1 +0\.50 +#+  \(killed\)", lines[1]), lines
+    assert re.fullmatch(r"rider-2 +2 +1\.60 +#{7}", lines[2]), lines  # 44 - 25 - 2 - len("  (killed)")
+    lost = joined(lines)[6]  # after the table, its caption, a blank line and the total
+    assert lost == "lost with rider-1 (killed) (5): p1-000003 p1-000005 p1-000006 p1-000007 p1-000008", lines
+    start = next(index for index, line in enumerate(lines) if line.startswith("lost with"))
+    assert lines[start + 1].startswith(CONTINUED + "p1-"), lines  # wrapped between two ids
 
 
 def test_run_py_in_tmux_leaves_one_frame_after_a_resize_and_none_in_the_scrollback(
