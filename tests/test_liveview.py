@@ -20,8 +20,8 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -547,7 +547,10 @@ def test_the_screen_emulator_plays_what_tmux_shows(
     os.mkfifo(fifo)
     config = tmp_path / "tmux.conf"
     config.write_text("set -g status off\nset -g history-limit 5000\n")
-    server = [tmux, "-L", f"pipeline-test-{uuid.uuid4().hex[:12]}", "-f", str(config)]
+    # A server of its own, its socket in a short path (a socket's has a limit of about 100
+    # bytes) that goes at the end with it: tmux leaves its socket behind when killed.
+    sockets = Path(tempfile.mkdtemp(prefix="pipeline-tmux-", dir="/tmp"))
+    server = [tmux, "-S", str(sockets / "server"), "-f", str(config)]
     env = {key: value for key, value in os.environ.items() if key != "TMUX"}
     screen = Screen(*size)
 
@@ -567,8 +570,9 @@ def test_the_screen_emulator_plays_what_tmux_shows(
 
     width, height = size
     command = [sys.executable, "-c", PANE, str(fifo)]
-    subprocess.run([*server, "new-session", "-d", "-x", str(width), "-y", str(height), *command], env=env, check=True)
+    size_options = ["-x", str(width), "-y", str(height)]
     try:
+        subprocess.run([*server, "new-session", "-d", *size_options, *command], env=env, check=True)
         with open(fifo, "w") as chunks:
             for step in steps:
                 if isinstance(step, str):
@@ -581,6 +585,7 @@ def test_the_screen_emulator_plays_what_tmux_shows(
                 wait_until(lambda: pane() == emulated(), 5, lambda: f"tmux {pane()}\nemulated {emulated()}")
     finally:
         subprocess.run([*server, "kill-server"], capture_output=True, timeout=30)
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 @posix_pty

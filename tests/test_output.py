@@ -583,7 +583,10 @@ def test_run_py_in_tmux_leaves_one_frame_after_a_resize_and_none_in_the_scrollba
     status = tmp_path / "status"
     command = [sys.executable, "-m", "hardened.run", "--consumers", "30", "--orders", "60", "--speed", "0.4"]
     shell = f"{shlex.join(command)}; echo $? > {shlex.quote(str(status))}; printf END; exec sleep 60"
-    server = [tmux, "-L", f"pipeline-test-{tag[:12]}", "-f", str(config)]
+    # A server of its own, its socket in a short path (a socket's has a limit of about 100
+    # bytes) that goes at the end with it: tmux leaves its socket behind when killed.
+    sockets = Path(tempfile.mkdtemp(prefix="pipeline-tmux-", dir="/tmp"))
+    server = [tmux, "-S", str(sockets / "server"), "-f", str(config)]
     cwd = request.config.getoption("--scripts-dir")
 
     def capture(*whole: str) -> str:
@@ -608,6 +611,7 @@ def test_run_py_in_tmux_leaves_one_frame_after_a_resize_and_none_in_the_scrollba
         everything = capture("-S", "-", "-E", "-").rstrip().split("\n")
     finally:
         subprocess.run([*server, "kill-server"], capture_output=True, timeout=30)
+        shutil.rmtree(sockets, ignore_errors=True)
         for process in tagged_processes(tag):
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
