@@ -211,7 +211,10 @@ def report(results: Results, riders: list[str], producers: list[str], wall_s: fl
         split = ledger.split
         per_producer = [max(split[n][p] for n in riders) - min(split[n][p] for n in riders) for p in producers]
         say(f"spread per producer: {', '.join(f'{p} {d}' for p, d in zip(producers, per_producer, strict=True))}")
-    say(f"work delivered: {work:.2f} s; ideal time (work / {len(riders)} riders): {work / len(riders):.2f} s")
+    # Shared by the riders that lived: a dead rider does no more of it (the timeline's ideal says the same).
+    living = max(len(riders) - len(results.dead), 1)
+    lived = " that lived" if results.dead else ""
+    say(f"work delivered: {work:.2f} s; ideal time (work / {living} riders{lived}): {work / living:.2f} s")
     say(f"wall time: {wall_s:.2f} s; busiest rider: {makespan:.2f} s; run.py overhead: {wall_s - makespan:.2f} s")
     # Orders lost with the rider we killed on purpose are the demo; with any other
     # death, something went wrong.

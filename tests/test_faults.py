@@ -114,6 +114,13 @@ def check_crash_consumer_report(run: Script) -> None:
     assert rows["rider-1"][0] + len(lost) == 10  # its round-robin share: delivered or lost
     assert "every other order delivered exactly once: yes" in run.stdout
     assert any(line.rstrip().endswith("(killed)") and line.startswith("rider-1") for line in run.stdout)
+    # The ideal shares the work among the riders that lived, as the timeline's does.
+    work, ideal = next(
+        map(float, m.groups())
+        for line in run.stdout
+        if (m := re.fullmatch(r"work delivered: (\S+) s; ideal time \(work / 3 riders that lived\): (\S+) s", line))
+    )
+    assert abs(ideal - work / 3) <= 0.01
     assert "Traceback" not in run.output
     run.assert_no_process_left(workers=5)
 
