@@ -15,53 +15,32 @@ import json
 import random
 import re
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Scripts
+from test_timeline import T0, record  # the same completion records as the timeline's tests
 
 from hardened.moments import Run, the_run
 from hardened.trace import trace_events, trace_json, write_trace
 
-T0 = datetime(2026, 12, 2, 14, 20, 1, 123456, tzinfo=timezone.utc)
 RIDERS = ["rider-1", "rider-2", "rider-3", "rider-4"]  # rider-4 delivers nothing
 PRODUCERS = ["p1", "p2"]
 PHASES = {"M", "X", "s", "f", "b", "e", "i"}
 REPORT_ROW = re.compile(r"(rider-\d+) +(\d+) +\d+\.\d\d")
 
 
-def record(
-    order_id: str, rider: str, sent_s: float, taken_s: float, done_s: float, restaurant: str = "Taco Loco"
-) -> dict:
-    """A completion record as a rider sends it, its times ISO-8601 UTC strings, `*_s`
-    seconds after T0."""
-
-    def at(seconds: float) -> str:
-        return (T0 + timedelta(seconds=seconds)).isoformat(timespec="microseconds")
-
-    return {
-        "order_id": order_id,
-        "producer": order_id.split("-")[0],
-        "consumer": rider,
-        "restaurant": restaurant,
-        "delivery_s": round(done_s - taken_s, 3),
-        "created_at": at(sent_s),
-        "received_at": at(taken_s),
-        "done_at": at(done_s),
-    }
-
-
-# The first send is at T0: time 0. (sent, taken, done), seconds.
+# The first send is at T0: time 0. Seconds after T0: taken, done, and sent_s.
 RECORDS = [
-    record("p1-000001", "rider-1", 0.0, 0.0, 0.68, "Pho Real"),  # taken at once: no wait
-    record("p2-000001", "rider-2", 0.01, 0.25, 1.18, "Curry Up"),  # taken 0.25 s after time 0: ts 250000
-    record("p1-000002", "rider-3", 0.01, 0.05, 0.36),
-    record("p1-000003", "rider-1", 0.02, 0.68, 1.62, "Pho Real"),  # waits while rider-1 rides...
-    record("p2-000002", "rider-1", 0.02, 1.62, 1.804321),  # ...and so does this one, at the same time
-    record("p1-000004", "rider-3", 0.03, 0.36, 0.36),  # an instant delivery (--speed 0)
-    record("p2-000003", "rider-3", 0.03, 0.37, 0.5),
+    record("p1-000001", "rider-1", 0.0, 0.68, "Pho Real", sent_s=0.0),  # taken at once: no wait
+    record("p2-000001", "rider-2", 0.25, 1.18, "Curry Up", sent_s=0.01),  # taken 0.25 s after time 0: ts 250000
+    record("p1-000002", "rider-3", 0.05, 0.36, sent_s=0.01),
+    record("p1-000003", "rider-1", 0.68, 1.62, "Pho Real", sent_s=0.02),  # waits while rider-1 rides...
+    record("p2-000002", "rider-1", 1.62, 1.804321, sent_s=0.02),  # ...and so does this one, at the same time
+    record("p1-000004", "rider-3", 0.36, 0.36, sent_s=0.03),  # an instant delivery (--speed 0)
+    record("p2-000003", "rider-3", 0.37, 0.5, sent_s=0.03),
 ]
 KILLED = ("rider-3", T0 + timedelta(seconds=0.9), ["p1-000005", "p2-000004"], 2)
 
