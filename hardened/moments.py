@@ -71,8 +71,12 @@ class Run:
     def finish_s(self) -> float:
         return max((d.end_s for d in self.deliveries), default=0.0)
 
-    def of(self, rider: str) -> list[Delivery]:
-        return [d for d in self.deliveries if d.rider == rider]
+    def by_rider(self) -> dict[str, list[Delivery]]:
+        """Each rider's deliveries, in run.riders' order: one pass, whatever the riders."""
+        mine: dict[str, list[Delivery]] = {rider: [] for rider in self.riders}
+        for d in self.deliveries:
+            mine[d.rider].append(d)
+        return mine
 
 
 def the_run(

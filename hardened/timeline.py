@@ -75,7 +75,7 @@ def timeline_svg(run: Run, title: str = "", subtitle: str = "") -> str:
     crash_s = run.crash.at_s if run.crash else 0.0
     step, axis_end = time_axis(max(run.finish_s, ideal_s, crash_s))
     scale = PLOT_W / axis_end  # px per second
-    by_rider = {rider: run.of(rider) for rider in run.riders}
+    by_rider = run.by_rider()
     dense = len(run.deliveries) > MAX_BARS or any(
         len(mine) * DENSE_PX > PLOT_W * (mine[-1].end_s / axis_end) for mine in by_rider.values() if mine
     )
