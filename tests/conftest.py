@@ -341,20 +341,22 @@ class Script:
 
 def our_frames(traceback: str) -> list[str]:
     """The source lines of this project's files in a traceback, except a script's first
-    statement (`from hardened import stopping`), the package's and stopping.py's own module
-    bodies: a signal that lands there came before the script could catch it, while Python
-    was still starting it. The project's files: those in ROOT and in ROOT/hardened."""
+    statement (`from hardened import stopping`) and whatever runs under it (the package's
+    and stopping.py's module bodies, a class body in them): a signal that lands there came
+    before the script could catch it, while Python was still starting it. The project's
+    files: those in ROOT and in ROOT/hardened."""
     ours = []
-    for path, line, function in re.findall(r'File "([^"]+)", line (\d+), in (\S+)', traceback):
-        file = Path(path)
-        if file.parent not in (ROOT, ROOT / "hardened"):
-            continue
-        text = file.read_text().splitlines()[int(line) - 1]
-        module_body = function == "<module>" and file.parent == ROOT / "hardened"
-        first = text == "from hardened import stopping"
-        starting = first or (module_body and file.name in ("stopping.py", "__init__.py"))
-        if not starting:
-            ours.append(f"{file.name}:{line}: {text.strip()}")
+    for chained in traceback.split("Traceback (most recent call last):"):
+        importing = False  # below the first statement: the import that installs the handler
+        for path, line, _ in re.findall(r'File "([^"]+)", line (\d+), in (\S+)', chained):
+            file = Path(path)
+            if file.parent not in (ROOT, ROOT / "hardened"):
+                continue
+            text = file.read_text().splitlines()[int(line) - 1]
+            if text == "from hardened import stopping":
+                importing = True
+            elif not importing:
+                ours.append(f"{file.name}:{line}: {text.strip()}")
     return ours
 
 

@@ -85,6 +85,21 @@ def test_a_rider_into_a_closed_pipe_stops_quietly(scripts: Scripts, scripts_dir:
 EARLY = [round(random.Random(trial).uniform(0.02, 0.12), 3) for trial in range(12)]
 
 
+def test_only_a_traceback_past_the_first_statement_counts_against_us() -> None:
+    """A Ctrl-C inside the first statement's import (seen: in stopping.py's class body, at
+    0.065 s, on a loaded machine) came before any handler could be in: not ours."""
+    run_py, stopping_py = ROOT / "hardened" / "run.py", ROOT / "hardened" / "stopping.py"
+    first = run_py.read_text().splitlines().index("from hardened import stopping") + 1
+    class_line = stopping_py.read_text().splitlines().index("class StopFlag:") + 1
+    frames = (
+        f'  File "<frozen runpy>", line 88, in _run_code\n  File "{run_py}", line {first}, in <module>\n'
+        f'  File "{stopping_py}", line {class_line}, in StopFlag\n'
+    )
+    assert our_frames(f"Traceback (most recent call last):\n{frames}KeyboardInterrupt") == []
+    later = f'  File "{run_py}", line {first + 4}, in <module>\n'  # past the first statement
+    assert our_frames(f"Traceback (most recent call last):\n{later}{frames}KeyboardInterrupt") != []
+
+
 @posix_signals
 def test_an_early_ctrl_c_to_the_whole_group_ends_run_py_cleanly(scripts: Scripts) -> None:
     """Ctrl-C 0.02-0.12 s after start, to run.py and every child, as a terminal sends it.
