@@ -25,6 +25,7 @@ from hardened.cli import Pacer, error, plural
 import zmq
 
 from hardened.liveview import View
+from hardened.orders import aware_time
 from hardened.report import Ledger, Results, record_or_reason
 from hardened.stopping import POLL_MS, StopFlag
 
@@ -121,7 +122,7 @@ class Whereabouts:
         if not isinstance(message, dict) or "event" not in message:
             return False
         rider, event = message.get("consumer"), message.get("event")
-        at = moment(message.get("at"))
+        at = aware_time(message.get("at"))
         if rider not in self.riders:
             self.ignore("no rider of this run")
         elif event == "taken" and isinstance(order_id := message.get("order_id"), str) and order_id.isprintable():
@@ -151,17 +152,6 @@ class Whereabouts:
         """Whether the rider holds nothing and found its queue empty at `since` or later."""
         at = self.idle_at.get(rider)
         return at is not None and at >= since
-
-
-def moment(value: object) -> datetime | None:
-    """An ISO-8601 time with its UTC offset, else None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return at if at.utcoffset() is not None else None
 
 
 def take_records(
