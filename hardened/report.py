@@ -103,13 +103,6 @@ class Results:
     gave_up: bool = False  # run.py ended with every living rider run dry (sink.nothing_more_to_come)
 
 
-def parse_record(data: bytes) -> dict | None:
-    """A completion record, or None: the sink's port is open to every local process,
-    so what arrives there is checked too (record_or_reason() says why not)."""
-    record = record_or_reason(data)
-    return record if isinstance(record, dict) else None
-
-
 def record_or_reason(data: bytes) -> dict | str:
     """A completion record, or why it is not one. Never raises, whatever the bytes: the
     record is checked as a rider checks an order (orders.parse_order), for what run.py
