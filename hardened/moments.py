@@ -86,8 +86,8 @@ def the_run(
     dead: Sequence[str] = (),
     crash: tuple[str, datetime, Sequence[str], int] | None = None,
 ) -> Run:
-    """The records as a Run. A rider or producer in the records but not in the lists
-    gets a row or a colour after the others, so that every record is drawn. `crash`:
+    """The records as a Run. A rider or producer in the records (or the crash) but not
+    in the lists gets a row or a colour after the others, so that everything is drawn. `crash`:
     the killed rider, when, the ids lost with it (the first few) and how many.
     Raises ValueError for a record without valid ISO-8601 times (KeyError if missing):
     the sink lets only valid ones through (report.record_or_reason)."""
@@ -116,7 +116,8 @@ def the_run(
         ),
         key=lambda d: (d.start_s, d.order_id),
     )
-    riders = [*riders, *sorted({d.rider for d in found} - set(riders))]
+    crashed = {crash[0]} if crash else set()
+    riders = [*riders, *sorted(({d.rider for d in found} | crashed) - set(riders))]
     producers = [*producers, *sorted({d.producer for d in found} - set(producers))]
     lost = None
     if crash and zero is not None:

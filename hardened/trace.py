@@ -61,9 +61,7 @@ def trace_events(run: Run) -> dict[str, Any]:
     "otherData": {...}}. The names first (metadata events), then every other event by
     time; events at the same moment stay in the order made, which is the order
     Perfetto binds them in (a flow to the slice just before it on its thread)."""
-    producers = [*run.producers, *sorted({d.producer for d in run.deliveries} - set(run.producers))]
-    crashed = {run.crash.rider} if run.crash else set()
-    riders = [*run.riders, *sorted(({d.rider for d in run.deliveries} | crashed) - set(run.riders))]
+    producers, riders = run.producers, run.riders  # every one a delivery or the crash names (moments.the_run)
     # Ids: a pid per producer (its one thread has tid = pid), then the riders' pid; a
     # rider's tid after every pid, so that no tid appears in two processes.
     pids = {name: index for index, name in enumerate(producers, start=1)}
