@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from hardened.orders import ORDER_ID
+from hardened.orders import split_order_id
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ class Delivery:
     @property
     def number(self) -> str:
         """The order's number within its producer's orders, as a label: p1-000008 -> 8."""
-        match = ORDER_ID.fullmatch(self.order_id)
-        return str(int(match.group(2))) if match else self.order_id
+        split = split_order_id(self.order_id)
+        return str(split[1]) if split else self.order_id
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from itertools import islice
 
 from hardened.cli import say as print_line
 
-# ORDER_ID: orders.order_id()'s form, producer-seq, as a rider checks it too.
-from hardened.orders import MAX_DELIVERY_S, ORDER_ID, aware_time, is_number, printable, split_order_id
+# split_order_id: orders.order_id()'s form, producer-seq, as a rider checks it too.
+from hardened.orders import MAX_DELIVERY_S, aware_time, is_number, printable, split_order_id
 
 BAR_WIDTH = 30  # characters in the busiest rider's bar in the report (fewer in a narrow terminal)
 SHOWN_IDS = 20  # order ids listed by name in a line about missing or duplicated orders
@@ -60,9 +60,8 @@ class Ledger:
         self.split[rider][producer] += 1
         if self.records is not None:
             self.records.append(record)
-        match = ORDER_ID.fullmatch(record["order_id"])
-        seen = self.seen.get(match.group(1)) if match else None
-        seq = int(match.group(2)) if match else 0
+        id_producer, seq = split_order_id(record["order_id"]) or ("", 0)
+        seen = self.seen.get(id_producer)
         if seen is not None and 0 < seq < len(seen):
             self.accounted += not seen[seq]
             seen[seq] = min(seen[seq] + 1, 2)  # 2: more than once
